@@ -1,0 +1,186 @@
+"""What the encoder and decoder blocks share: config, sub-layers, Add & Norm."""
+
+import keras
+
+from keras_mha._validation import check_positive_float
+from keras_mha._validation import check_positive_int
+from keras_mha._validation import check_rate
+from keras_mha._validation import check_sequence_shape
+from keras_mha.multi_head_attention import clone_initializer
+from keras_mha.multi_head_self_attention import MultiHeadSelfAttention
+
+
+def call_attention(layer, return_scores, *args, **kwargs):
+    """Calls an attention layer; returns `(outputs, scores_or_None)`."""
+    if return_scores:
+        return layer(*args, return_attention_scores=True, **kwargs)
+    return layer(*args, **kwargs), None
+
+
+class TransformerBlock(keras.layers.Layer):
+    """Base of `TransformerEncoderBlock` and `TransformerDecoderBlock`.
+
+    Holds the constructor arguments both blocks take, builds their shared
+    sub-layers (self-attention and the feed-forward network, each with its
+    dropout and layer norm) and applies a sub-layer with its residual
+    connection. Subclasses set `_causal` and add their own sub-layers.
+    """
+
+    _causal = False
+
+    def __init__(
+        self,
+        num_heads,
+        intermediate_dim,
+        dropout=0.0,
+        activation="relu",
+        norm_first=False,
+        layer_norm_epsilon=1e-5,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        flash_attention=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = check_positive_int("num_heads", num_heads)
+        self.intermediate_dim = check_positive_int(
+            "intermediate_dim", intermediate_dim
+        )
+        self.dropout = check_rate("dropout", dropout)
+        self.activation = keras.activations.get(activation)
+        self.norm_first = bool(norm_first)
+        self.layer_norm_epsilon = check_positive_float(
+            "layer_norm_epsilon", layer_norm_epsilon
+        )
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        if flash_attention not in (None, True, False):
+            raise ValueError(
+                "`flash_attention` expected None, True or False. "
+                f"Received: flash_attention={flash_attention!r}"
+            )
+        self.flash_attention = flash_attention
+        self.supports_masking = True
+
+    def _initializers(self):
+        return dict(
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            bias_initializer=clone_initializer(self.bias_initializer),
+        )
+
+    def _attention_kwargs(self, width):
+        if width % self.num_heads:
+            raise ValueError(
+                f"num_heads={self.num_heads} must divide the input width "
+                f"{width}."
+            )
+        return dict(
+            num_heads=self.num_heads,
+            dropout=self.dropout,
+            flash_attention=self.flash_attention,
+            dtype=self.dtype_policy,
+            **self._initializers(),
+        )
+
+    def _norm_and_dropout(self, prefix, input_shape):
+        """The layer norm and residual dropout of one sub-layer."""
+        norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon,
+            dtype=self.dtype_policy,
+            name=f"{prefix}_layer_norm",
+        )
+        norm.build(input_shape)
+        dropout = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy, name=f"{prefix}_dropout"
+        )
+        return norm, dropout
+
+    def _build_self_attention_and_ffn(self, input_shape):
+        """Builds the sub-layers both blocks have; returns the width."""
+        width = check_sequence_shape("inputs", input_shape)
+        self._width = width
+        self.self_attention = MultiHeadSelfAttention(
+            use_causal_mask=self._causal,
+            name="self_attention",
+            **self._attention_kwargs(width),
+        )
+        self.self_attention.build(input_shape)
+        self.self_attention_norm, self.self_attention_dropout = (
+            self._norm_and_dropout("self_attention", input_shape)
+        )
+        self.ffn_intermediate = keras.layers.Dense(
+            self.intermediate_dim,
+            activation=self.activation,
+            dtype=self.dtype_policy,
+            name="ffn_intermediate",
+            **self._initializers(),
+        )
+        self.ffn_intermediate.build(input_shape)
+        self.ffn_output = keras.layers.Dense(
+            width,
+            dtype=self.dtype_policy,
+            name="ffn_output",
+            **self._initializers(),
+        )
+        self.ffn_output.build((*input_shape[:-1], self.intermediate_dim))
+        self.ffn_norm, self.ffn_dropout = self._norm_and_dropout(
+            "ffn", input_shape
+        )
+        return width
+
+    def _residual(self, x, norm, dropout, sublayer, training):
+        """Add & Norm around `sublayer`: post-LN, or pre-LN if `norm_first`.
+
+        `sublayer` maps a tensor to `(outputs, attention_scores_or_None)`.
+        """
+        y, scores = sublayer(norm(x) if self.norm_first else x)
+        x = x + dropout(y, training=training)
+        return (x if self.norm_first else norm(x)), scores
+
+    def _self_attention_sublayer(
+        self, x, padding_mask, attention_mask, training, return_scores
+    ):
+        return self._residual(
+            x,
+            self.self_attention_norm,
+            self.self_attention_dropout,
+            lambda y: call_attention(
+                self.self_attention,
+                return_scores,
+                y,
+                mask=padding_mask,
+                attention_mask=attention_mask,
+                training=training,
+            ),
+            training,
+        )
+
+    def _ffn_sublayer(self, x, training):
+        return self._residual(
+            x,
+            self.ffn_norm,
+            self.ffn_dropout,
+            lambda y: (self.ffn_output(self.ffn_intermediate(y)), None),
+            training,
+        )
+
+    def compute_output_shape(self, inputs_shape, *args, **kwargs):
+        return inputs_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_heads": self.num_heads,
+            "intermediate_dim": self.intermediate_dim,
+            "dropout": self.dropout,
+            "activation": keras.activations.serialize(self.activation),
+            "norm_first": self.norm_first,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "kernel_initializer": keras.initializers.serialize(
+                self.kernel_initializer
+            ),
+            "bias_initializer": keras.initializers.serialize(
+                self.bias_initializer
+            ),
+            "flash_attention": self.flash_attention,
+        }
