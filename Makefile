@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 export KERAS_BACKEND ?= tensorflow
 
-.PHONY: install test test-fast demo bench lint clean
+.PHONY: install test test-slow demo bench lint clean
 
 $(VENV)/installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,13 +16,13 @@ $(VENV)/installed: pyproject.toml
 
 install: $(VENV)/installed
 
-# The whole suite, slow end-to-end runs included.
+# The default suite (minutes on a 2-core CPU).
 test: install
-	$(PY) -m pytest -n 2 --dist loadfile -q
-
-# The suite without the slow runs.
-test-fast: install
 	$(PY) -m pytest -n 2 --dist loadfile -q -m "not slow"
+
+# The long end-to-end runs (full examples, learning to a target).
+test-slow: install
+	$(PY) -m pytest -n 2 --dist loadfile -q -m slow || [ $$? -eq 5 ]
 
 demo: install
 	$(PY) examples/demo.py
