@@ -1,0 +1,250 @@
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_mha
+from keras_mha import _attention
+from tests import reference
+from tests.layer_test_case import run_layer_test
+
+# Distinct sizes so a swapped axis cannot pass.
+BATCH, SEQ, WIDTH, HEADS = 2, 5, 12, 3
+
+
+def _inputs(seed=0, seq=SEQ):
+    return np.random.default_rng(seed).normal(size=(BATCH, seq, WIDTH)).astype(
+        "float32"
+    )
+
+
+def _padding():
+    return np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+
+
+def _layer(**kwargs):
+    kwargs.setdefault("bias_initializer", "random_normal")
+    return keras_mha.MultiHeadSelfAttention(HEADS, **kwargs)
+
+
+def _np(x):
+    return ops.convert_to_numpy(x)
+
+
+@pytest.mark.parametrize(
+    "kwargs, width_out, num_weights",
+    [
+        ({}, WIDTH, 4),
+        ({"key_dim": 2, "value_dim": 6, "output_dim": 7}, 7, 4),
+        ({"use_causal_mask": True, "dropout": 0.1, "seed": 3}, WIDTH, 4),
+        ({"use_bias": False}, WIDTH, 2),
+    ],
+    ids=["default", "custom_dims", "causal_dropout", "no_bias"],
+)
+def test_layer_conventions(kwargs, width_out, num_weights, tmp_path):
+    run_layer_test(
+        keras_mha.MultiHeadSelfAttention,
+        {"num_heads": HEADS, **kwargs},
+        _inputs(),
+        expected_output_shape=(BATCH, SEQ, width_out),
+        expected_num_trainable_weights=num_weights,
+        tmp_path=tmp_path,
+    )
+
+
+@pytest.mark.parametrize("with_mask", [False, True], ids=["no_mask", "padding"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"key_dim": 2, "value_dim": 5, "output_dim": 7}],
+    ids=["default_dims", "custom_dims"],
+)
+def test_matches_numpy_reference(kwargs, with_mask):
+    layer = _layer(**kwargs)
+    x = _inputs()
+    mask = _padding() if with_mask else None
+    outputs, scores = layer(x, mask=mask, return_attention_scores=True)
+    fused = layer(x, mask=mask)
+    ref_mask = None
+    if with_mask:
+        ref_mask = _padding()[:, :, None] & _padding()[:, None, :]
+    expected, expected_probs = reference.attention(
+        x, x, *reference.weights_of(layer), mask=ref_mask
+    )
+    if with_mask:  # Padded queries attend to nothing: zero heads, bias only.
+        np.testing.assert_allclose(_np(scores)[0, :, 3:], 0.0)
+    np.testing.assert_allclose(_np(scores), expected_probs, atol=1e-5)
+    np.testing.assert_allclose(_np(outputs), expected, atol=1e-5)
+    np.testing.assert_allclose(_np(fused), expected, atol=1e-5)
+
+
+def test_scores_are_probabilities_with_exact_zeros_at_masked_keys():
+    layer = _layer()
+    mask = _padding()
+    _, scores = layer(_inputs(), mask=mask, return_attention_scores=True)
+    scores = _np(scores)
+    assert scores.shape == (BATCH, HEADS, SEQ, SEQ)
+    np.testing.assert_allclose(scores[1].sum(-1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(scores[0, :, :3].sum(-1), 1.0, atol=1e-6)
+    assert np.all(scores[0, :, :, 3:] == 0.0)
+
+
+@pytest.mark.parametrize("return_scores", [False, True], ids=["fused", "explicit"])
+def test_fully_masked_query_rows_give_zeros_not_nan(return_scores):
+    layer = _layer(use_bias=False)
+    attention_mask = np.ones((BATCH, SEQ, SEQ), bool)
+    attention_mask[0, 2] = False  # query 2 of sample 0 sees no key
+    out = layer(
+        _inputs(),
+        attention_mask=attention_mask,
+        return_attention_scores=return_scores,
+    )
+    out = _np(out[0] if return_scores else out)
+    assert np.all(np.isfinite(out))
+    np.testing.assert_array_equal(out[0, 2], 0.0)
+    assert np.all(np.abs(out[0, [0, 1, 3, 4]]).sum(-1) > 0)
+
+
+def test_implicit_mask_equals_explicit_masks_and_propagates():
+    tokens = np.array([[3, 1, 4, 0, 0], [2, 7, 1, 8, 2]])
+    embedding = keras.layers.Embedding(10, WIDTH, mask_zero=True)
+    layer = _layer()
+    inputs = keras.Input((None,), dtype="int32")
+    x = layer(embedding(inputs))
+    assert x._keras_mask is not None
+    implicit = keras.Model(inputs, x)(tokens)
+    embedded = embedding(tokens)
+    explicit_padding = layer(embedded, mask=tokens != 0)
+    as_attention_mask = layer(
+        embedded,
+        mask=np.ones_like(tokens, bool),
+        attention_mask=(tokens != 0)[:, :, None] & (tokens != 0)[:, None, :],
+    )
+    np.testing.assert_allclose(_np(implicit), _np(explicit_padding), atol=1e-6)
+    np.testing.assert_allclose(_np(implicit), _np(as_attention_mask), atol=1e-6)
+
+
+def test_permutation_equivariance_without_positions():
+    layer = _layer()
+    x = _inputs()
+    perm = np.array([3, 0, 4, 1, 2])
+    np.testing.assert_allclose(
+        _np(layer(x[:, perm])), _np(layer(x))[:, perm], atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("return_scores", [False, True], ids=["fused", "explicit"])
+def test_causal_mask_hides_the_future(return_scores):
+    layer = _layer(use_causal_mask=True)
+    x = _inputs()
+    changed = x.copy()
+    changed[:, 3:] = _inputs(seed=1)[:, 3:]
+
+    def run(inputs):
+        out = layer(inputs, return_attention_scores=return_scores)
+        return _np(out[0] if return_scores else out)
+
+    np.testing.assert_allclose(run(changed)[:, :3], run(x)[:, :3], atol=1e-6)
+    assert not np.allclose(run(changed)[:, 3:], run(x)[:, 3:])
+
+
+def test_padding_is_invisible_to_real_tokens():
+    layer = _layer()
+    x = _inputs()[:1, :3]
+    padded = np.concatenate([x, _inputs(seed=2)[:1, :4]], axis=1)
+    mask = np.array([[1, 1, 1, 0, 0, 0, 0]], bool)
+    np.testing.assert_allclose(
+        _np(layer(padded, mask=mask))[:, :3], _np(layer(x)), atol=1e-5
+    )
+
+
+def test_dropout_applies_in_training_only():
+    layer = _layer(dropout=0.5, seed=1)
+    x = _inputs()
+    inference = _np(layer(x, training=False))
+    np.testing.assert_allclose(inference, _np(layer(x)), atol=1e-6)
+    assert not np.allclose(_np(layer(x, training=True)), inference)
+
+
+class _Spy:
+    """Records the calls of `keras.ops.dot_product_attention`."""
+
+    def __init__(self, monkeypatch):
+        self.calls = []
+        original = ops.dot_product_attention
+
+        def spy(*args, **kwargs):
+            self.calls.append(kwargs)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(_attention.ops, "dot_product_attention", spy)
+
+
+def test_fused_kernel_at_inference_even_with_dropout(monkeypatch):
+    spy = _Spy(monkeypatch)
+    layer = _layer(dropout=0.3)
+    layer(_inputs(), training=False)
+    assert len(spy.calls) == 1
+    layer(_inputs(), training=True)
+    layer(_inputs(), return_attention_scores=True)
+    assert len(spy.calls) == 1  # dropout in training and scores: explicit
+
+
+def test_causal_only_passes_is_causal_instead_of_a_mask(monkeypatch):
+    spy = _Spy(monkeypatch)
+    _layer(use_causal_mask=True)(_inputs())
+    assert spy.calls == [{"mask": None, "is_causal": True, "flash_attention": None}]
+
+
+def test_flash_attention_false_uses_the_explicit_path(monkeypatch):
+    spy = _Spy(monkeypatch)
+    layer = _layer(flash_attention=False)
+    layer(_inputs())
+    assert spy.calls == []
+    assert layer.get_config()["flash_attention"] is False
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"num_heads": 0}, ValueError, "Received: num_heads=0"),
+        ({"num_heads": -2}, ValueError, "Received: num_heads=-2"),
+        ({"num_heads": 2.5}, TypeError, "num_heads=2.5"),
+        ({"num_heads": 3, "dropout": 1.0}, ValueError, r"\[0, 1\)"),
+        ({"num_heads": 3, "dropout": -0.1}, ValueError, "dropout=-0.1"),
+        ({"num_heads": 3, "key_dim": 0}, ValueError, "key_dim=0"),
+        ({"num_heads": 3, "flash_attention": "yes"}, ValueError, "flash_attention"),
+    ],
+    ids=lambda v: str(v) if not isinstance(v, dict) else "-".join(map(str, v.values())),
+)
+def test_bad_constructor_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        keras_mha.MultiHeadSelfAttention(**kwargs)
+
+
+def test_heads_must_divide_width_without_key_dim():
+    with pytest.raises(ValueError, match="num_heads=5 must divide the input width 12"):
+        keras_mha.MultiHeadSelfAttention(5)(_inputs())
+    out = keras_mha.MultiHeadSelfAttention(5, key_dim=4)(_inputs())
+    assert tuple(out.shape) == (BATCH, SEQ, WIDTH)
+
+
+def test_bad_inputs():
+    layer = _layer()
+    with pytest.raises(ValueError, match=r"rank-3.*inputs.shape=\(2, 12\)"):
+        layer(np.zeros((2, 12), "float32"))
+    layer(_inputs())
+    with pytest.raises(ValueError, match=r"last dimension 12.*\(2, 5, 8\)"):
+        layer(np.zeros((2, 5, 8), "float32"))
+    with pytest.raises(TypeError, match="floating-point.*int32"):
+        layer(np.zeros((2, 5, 12), "int32"))
+    with pytest.raises(ValueError, match=r"attention_mask.*\(2, 5, 4\)"):
+        layer(_inputs(), attention_mask=np.ones((2, 5, 4), bool))
+    with pytest.raises(ValueError, match=r"query_mask.*\(2, 4\)"):
+        layer(_inputs(), mask=np.ones((2, 4), bool))
+
+
+def test_symbolic_scores_shape():
+    x = keras.Input((None, WIDTH))
+    out, scores = _layer()(x, return_attention_scores=True)
+    assert tuple(out.shape) == (None, None, WIDTH)
+    assert tuple(scores.shape) == (None, HEADS, None, None)
