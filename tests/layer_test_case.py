@@ -79,7 +79,8 @@ def run_layer_test(
     assert tuple(outputs.shape) == tuple(expected_output_shape)
     computed = layer.compute_output_shape(*_shapes(inputs))
     assert tuple(computed) == tuple(expected_output_shape)
-    assert len(layer.trainable_weights) == expected_num_trainable_weights
+    num_weights = len(layer.trainable_weights)
+    assert num_weights == expected_num_trainable_weights, num_weights
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(outputs)))
 
     # Symbolic call with an unknown sequence length.
