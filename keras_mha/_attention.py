@@ -1,9 +1,14 @@
 """Scaled dot-product attention and mask merging: the one copy of the math.
 
 Every layer of the package projects its inputs into heads and then calls
-`dot_product_attention`; every padding, attention and causal mask goes through
+`attend`; every padding, attention and causal mask goes through
 `merge_masks`. Notation: b batch, t query length, s key length, n heads,
 h head width.
+
+The heads come first, `(b, n, t, h)`, so that q k^T and p v are plain
+batched matrix products with no transposes around them. Long sequences run
+in chunks with a running softmax (`chunked_attention`), so memory grows
+with the sequence length rather than its square.
 """
 
 import keras
@@ -12,6 +17,11 @@ from keras import ops
 # Added to masked logits before the softmax. Logits are float32 here, so
 # exp(-1e9 - max) is exactly 0 and a masked key gets exactly zero weight.
 _MASKED_LOGIT = -1e9
+
+# Without a fused kernel, a head whose query_length * key_length logits
+# exceed this runs chunked: 2048 x 2048 float32 logits are 16 MiB a head.
+AUTO_CHUNK_THRESHOLD = 2048 * 2048
+AUTO_CHUNK_SIZE = 1024
 
 
 def merge_masks(
@@ -60,22 +70,319 @@ def merge_masks(
     return mask
 
 
-def _needs_explicit_path(
-    query, value, dropout, training, return_scores, flash_attention
+def _backend_has_fused_kernel():
+    """Whether `keras.ops.dot_product_attention` is a fused kernel here.
+
+    On TensorFlow it is two einsums around a softmax: the einsums transpose
+    q, k, v and the output on every call and their gradients are einsums
+    too, which profiles slower on CPU than the heads-first matmuls of
+    `_explicit_attention`. JAX and PyTorch have fused kernels.
+    """
+    return keras.backend.backend() != "tensorflow"
+
+
+def attention_chunk_size_for(query_length, key_length, chunk_size=None):
+    """The chunk size the chunked path uses for these lengths, or `None`.
+
+    Args:
+        query_length: static query length, or `None` when unknown.
+        key_length: static key length, or `None` when unknown.
+        chunk_size: the layer's `attention_chunk_size`. `None` chunks
+            automatically on backends without a fused kernel once a head's
+            `query_length * key_length` logits exceed
+            `AUTO_CHUNK_THRESHOLD`.
+
+    Returns:
+        The chunk size, or `None` for the one-block paths. Unknown lengths
+        (a trace with a `None` sequence axis) never chunk: the chunks are
+        Python loops over static slices.
+    """
+    if query_length is None or key_length is None:
+        return None
+    if chunk_size is None:
+        if _backend_has_fused_kernel():
+            return None
+        if query_length * key_length <= AUTO_CHUNK_THRESHOLD:
+            return None
+        chunk_size = AUTO_CHUNK_SIZE
+    if query_length <= chunk_size and key_length <= chunk_size:
+        return None
+    return chunk_size
+
+
+def attend(
+    query,
+    key,
+    value,
+    query_mask=None,
+    key_mask=None,
+    attention_mask=None,
+    use_causal_mask=False,
+    causal_offset=0,
+    dropout=0.0,
+    training=False,
+    seed_generator=None,
+    return_scores=False,
+    flash_attention=None,
+    chunk_size=None,
 ):
-    """Whether this call needs the explicit softmax instead of the fused op."""
-    if return_scores or flash_attention is False:
-        return True
-    if dropout > 0 and training:
-        return True  # The fused op has no attention dropout.
-    if query.shape[-1] != value.shape[-1]:
-        return True  # The fused op needs one head width for keys and values.
-    # TensorFlow's fused op computes the logits in float16, where q.k overflows
-    # for large activations; the explicit path computes them in float32.
-    return (
-        keras.backend.backend() == "tensorflow"
-        and keras.backend.standardize_dtype(query.dtype) == "float16"
+    """Multi-head scaled dot-product attention, softmax(q k^T / sqrt(h)) v.
+
+    Takes heads-first inputs and runs one of three paths with the same
+    results: the backend's fused kernel (`keras.ops.dot_product_attention`,
+    flash attention where available) on JAX and PyTorch; chunked attention
+    with a running softmax (`chunked_attention`) for long sequences; and
+    the explicit softmax otherwise, which is also the path that returns the
+    scores or applies attention dropout. Every path gives a query that may
+    attend to no key a zero output instead of an average of padding.
+
+    Args:
+        query: `(b, n, t, h)` projected queries.
+        key: `(b, n, s, h)` projected keys.
+        value: `(b, n, s, hv)` projected values.
+        query_mask: `(b, t)` padding mask of the queries, or `None`.
+        key_mask: `(b, s)` padding mask of the keys, or `None`.
+        attention_mask: mask broadcastable to `(b, n, t, s)` of rank 3
+            (`(b, t, s)`) or 4, or `None`.
+        use_causal_mask: whether query `i` may only see keys
+            `j <= i + causal_offset`.
+        causal_offset: int or scalar tensor, the position of the first
+            query among the keys (cached decoding).
+        dropout: dropout rate on the attention probabilities.
+        training: whether dropout is active.
+        seed_generator: `keras.random.SeedGenerator` for the dropout.
+        return_scores: whether to also return the probabilities.
+        flash_attention: `None` lets the backend choose, `False` never uses
+            the fused kernel, `True` asks the backend for a flash kernel.
+        chunk_size: `attention_chunk_size` of the layer; see
+            `attention_chunk_size_for`.
+
+    Returns:
+        `(b, t, n, hv)` outputs (ready for the output projection) and
+        `(b, n, t, s)` probabilities, or `None` when `return_scores` is
+        false.
+    """
+    needs_probs = return_scores or (dropout > 0 and training)
+    chunk = attention_chunk_size_for(query.shape[2], key.shape[2], chunk_size)
+    if chunk and not needs_probs and not flash_attention:
+        outputs = chunked_attention(
+            query, key, value, chunk, query_mask, key_mask, attention_mask,
+            use_causal_mask, causal_offset,
+        )
+        return ops.transpose(outputs, (0, 2, 1, 3)), None
+    masks = (query_mask, key_mask, attention_mask)
+    # With the causal mask alone, the fused kernel builds it itself.
+    causal_only = (
+        use_causal_mask
+        and all(m is None for m in masks)
+        and isinstance(causal_offset, int)
+        and causal_offset == 0
     )
+    fused = not needs_probs and _use_fused(query, value, flash_attention)
+    mask = None
+    if not (causal_only and fused):
+        mask = merge_masks(
+            ops.shape(query)[2], ops.shape(key)[2], *masks,
+            use_causal_mask=use_causal_mask, causal_offset=causal_offset,
+        )
+    if fused:
+        return _fused_attention(
+            query, key, value, mask, causal_only, flash_attention
+        ), None
+    return _explicit_attention(
+        query, key, value, mask, dropout, training, seed_generator,
+        return_scores,
+    )
+
+
+def _use_fused(query, value, flash_attention):
+    # The fused op needs one head width for keys and values.
+    if flash_attention is False or query.shape[-1] != value.shape[-1]:
+        return False
+    return flash_attention is True or _backend_has_fused_kernel()
+
+
+def _fused_attention(query, key, value, mask, is_causal, flash_attention):
+    # (b, n, t, h) -> (b, t, n, h), the layout of the fused op.
+    query, key, value = (
+        ops.transpose(x, (0, 2, 1, 3)) for x in (query, key, value)
+    )
+    outputs = ops.dot_product_attention(
+        query,
+        key,
+        value,
+        mask=mask,
+        is_causal=is_causal,
+        flash_attention=flash_attention,
+    )
+    if mask is None:
+        return outputs
+    attends = ops.any(mask, axis=-1)  # (b, n|1, t|1)
+    attends = ops.transpose(attends, (0, 2, 1))[..., None]  # (b, t|1, n|1, 1)
+    return ops.multiply(outputs, ops.cast(attends, outputs.dtype))
+
+
+def _logits(query, key):
+    """`(b, n, t, s)` float32 logits of queries already scaled by 1/sqrt(h).
+
+    float16 q.k overflows above 65504, so it runs in float32; bfloat16 has
+    float32's range and keeps its matmul speed.
+    """
+    if keras.backend.standardize_dtype(query.dtype) == "float16":
+        query, key = ops.cast(query, "float32"), ops.cast(key, "float32")
+    # A transpose of the last two axes: TensorFlow folds it into the matmul.
+    logits = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))
+    return ops.cast(logits, "float32")
+
+
+def _scale(query):
+    return ops.multiply(query, ops.cast(query.shape[-1] ** -0.5, query.dtype))
+
+
+def _explicit_attention(
+    query, key, value, mask, dropout, training, seed_generator, return_scores
+):
+    compute_dtype = value.dtype
+    logits = _logits(_scale(query), key)
+    if mask is not None:
+        logits = ops.where(mask, logits, _MASKED_LOGIT)
+    scores = ops.softmax(logits, axis=-1)
+    if mask is not None and return_scores:
+        # Exact zeros in fully masked rows too (the softmax made them flat).
+        scores = ops.where(mask, scores, 0.0)
+    scores = ops.cast(scores, compute_dtype)
+    probs = scores
+    if dropout > 0 and training:
+        probs = keras.random.dropout(probs, dropout, seed=seed_generator)
+    outputs = ops.matmul(probs, value)  # (b, n, t, hv)
+    if mask is not None and not return_scores:
+        # Zero the flat rows of queries with nothing to attend to, on the
+        # (t, hv) outputs rather than the (t, s) probabilities.
+        attends = ops.any(mask, axis=-1, keepdims=True)  # (b, n|1, t|1, 1)
+        outputs = ops.multiply(outputs, ops.cast(attends, outputs.dtype))
+    outputs = ops.transpose(outputs, (0, 2, 1, 3))  # (b, t, n, hv)
+    return outputs, (scores if return_scores else None)
+
+
+def chunked_attention(
+    query,
+    key,
+    value,
+    chunk_size,
+    query_mask=None,
+    key_mask=None,
+    attention_mask=None,
+    use_causal_mask=False,
+    causal_offset=0,
+):
+    """Attention in `(chunk, chunk)` blocks with a running softmax.
+
+    Never holds more than one block of logits per query chunk: for each
+    chunk of queries it walks the key chunks and keeps the running row
+    maximum `m`, softmax denominator `l` and unnormalized output `acc`
+    (the online softmax of Milakov & Gimelshein, 2018, as in
+    FlashAttention). Each block update is wrapped in `keras.remat`, so
+    the backward pass recomputes the block's logits instead of keeping
+    all of them. With the causal mask and a static offset, blocks above
+    the diagonal are skipped. The sequence lengths must be static.
+
+    Args:
+        query: `(b, n, t, h)` projected queries.
+        key: `(b, n, s, h)` projected keys.
+        value: `(b, n, s, hv)` projected values.
+        chunk_size: int, queries and keys per block.
+        query_mask, key_mask, attention_mask, use_causal_mask,
+            causal_offset: as in `attend`.
+
+    Returns:
+        `(b, n, t, hv)` outputs, equal to the explicit path's up to float
+        rounding; zeros for queries that may attend to no key.
+
+    References:
+        - [Milakov & Gimelshein, 2018](https://arxiv.org/abs/1805.02867)
+        - [Dao et al., 2022](https://arxiv.org/abs/2205.14135)
+    """
+    query_length, key_length = query.shape[2], key.shape[2]
+    static_offset = isinstance(causal_offset, int)
+    compute_dtype = value.dtype
+    query = _scale(query)
+    outputs = []
+    for start in range(0, query_length, chunk_size):
+        stop = min(start + chunk_size, query_length)
+        # Keys this query chunk may see at all.
+        visible = key_length
+        if use_causal_mask and static_offset:
+            visible = min(key_length, stop + causal_offset)
+        state = None
+        for key_start in range(0, visible, chunk_size):
+            key_stop = min(key_start + chunk_size, visible)
+            # Below the diagonal a block needs no causal mask.
+            causal = use_causal_mask and not (
+                static_offset and key_stop - 1 <= start + causal_offset
+            )
+            block_mask = merge_masks(
+                stop - start,
+                key_stop - key_start,
+                None if query_mask is None else query_mask[:, start:stop],
+                None if key_mask is None else key_mask[:, key_start:key_stop],
+                _mask_block(attention_mask, start, stop, key_start, key_stop),
+                use_causal_mask=causal,
+                causal_offset=causal_offset + start - key_start,
+            )
+            step = _online_softmax_step(block_mask, first=state is None)
+            state = keras.remat(step)(
+                query[:, :, start:stop],
+                key[:, :, key_start:key_stop],
+                value[:, :, key_start:key_stop],
+                *(state or ()),
+            )
+        _, total, acc = state
+        # Rows that saw no key have acc == 0 and total == 0: outputs 0.
+        total = ops.where(total > 0, total, 1.0)
+        outputs.append(ops.cast(acc / total, compute_dtype))
+    return ops.concatenate(outputs, axis=2)
+
+
+def _mask_block(mask, start, stop, key_start, key_stop):
+    """The `[start:stop, key_start:key_stop]` block of a broadcastable mask."""
+    if mask is None:
+        return None
+    if mask.shape[-2] != 1:
+        mask = mask[..., start:stop, :]
+    if mask.shape[-1] != 1:
+        mask = mask[..., key_start:key_stop]
+    return mask
+
+
+def _online_softmax_step(mask, first):
+    """One block of the running softmax: `(q, k, v, [m, l, acc]) -> (m, l, acc)`.
+
+    The mask is closed over rather than passed: the rematerialization only
+    differentiates and replays tensor arguments, and masks are boolean.
+    """
+
+    def step(query, key, value, *state):
+        logits = _logits(query, key)  # (b, n, tc, sc)
+        if mask is not None:
+            logits = ops.where(mask, logits, _MASKED_LOGIT)
+        # The result does not depend on the running maximum, only its
+        # rounding does: no gradient flows through it.
+        block_max = ops.stop_gradient(ops.max(logits, axis=-1, keepdims=True))
+        new_max = block_max if first else ops.maximum(state[0], block_max)
+        weights = ops.exp(logits - new_max)
+        if mask is not None:
+            # Exactly zero, also while every key so far was masked.
+            weights = ops.where(mask, weights, 0.0)
+        total = ops.sum(weights, axis=-1, keepdims=True)
+        acc = ops.matmul(ops.cast(weights, value.dtype), value)
+        acc = ops.cast(acc, "float32")
+        if not first:
+            correction = ops.exp(state[0] - new_max)
+            total = state[1] * correction + total
+            acc = state[2] * correction + acc
+        return new_max, total, acc
+
+    return step
 
 
 def dot_product_attention(
@@ -90,12 +397,7 @@ def dot_product_attention(
     return_scores=False,
     flash_attention=None,
 ):
-    """Multi-head scaled dot-product attention, softmax(q k^T / sqrt(h)) v.
-
-    Takes the backend's fused kernel (`keras.ops.dot_product_attention`, flash
-    attention where available) unless this call needs the scores, attention
-    dropout, or different key and value widths. Both paths zero the output of
-    a query that may attend to no key, instead of averaging padding.
+    """`attend` on sequence-first `(b, t, n, h)` inputs and a merged mask.
 
     Args:
         query: `(b, t, n, h)` projected queries.
@@ -105,12 +407,8 @@ def dot_product_attention(
             `merge_masks`, or `None`.
         use_causal_mask: whether query `i` may only see keys `j <= i`; only
             used when `mask` is `None` (otherwise merge it into `mask`).
-        dropout: dropout rate on the attention probabilities.
-        training: whether dropout is active.
-        seed_generator: `keras.random.SeedGenerator` for the dropout.
-        return_scores: whether to also return the probabilities.
-        flash_attention: `None` lets the backend choose, `False` forces the
-            explicit path, `True` asks the backend for a flash kernel.
+        dropout, training, seed_generator, return_scores, flash_attention:
+            as in `attend`.
 
     Returns:
         `(b, t, n, hv)` outputs and `(b, n, t, s)` probabilities (or `None`
@@ -121,49 +419,18 @@ def dot_product_attention(
             "Merge the causal mask into `mask` with `merge_masks` when both "
             "are used."
         )
-    if not _needs_explicit_path(
-        query, value, dropout, training, return_scores, flash_attention
-    ):
-        outputs = ops.dot_product_attention(
-            query,
-            key,
-            value,
-            mask=mask,
-            is_causal=use_causal_mask,
-            flash_attention=flash_attention,
-        )
-        return _zero_unattended_queries(outputs, mask), None
-
-    if use_causal_mask:
-        mask = merge_masks(
-            ops.shape(query)[1], ops.shape(key)[1], use_causal_mask=True
-        )
-    head_dim = query.shape[-1]
-    compute_dtype = query.dtype
-    if keras.backend.standardize_dtype(compute_dtype) == "float16":
-        # float16 q.k overflows above 65504; bfloat16 has float32's range.
-        query, key = ops.cast(query, "float32"), ops.cast(key, "float32")
-    query = ops.multiply(query, ops.cast(head_dim**-0.5, query.dtype))
-    logits = ops.einsum("btnh,bsnh->bnts", query, key)
-    logits = ops.cast(logits, "float32")
-    if mask is not None:
-        logits = ops.where(mask, logits, _MASKED_LOGIT)
-    scores = ops.softmax(logits, axis=-1)
-    if mask is not None:
-        # Exact zeros at masked keys, and all zeros in fully masked rows.
-        scores = ops.where(mask, scores, 0.0)
-    scores = ops.cast(scores, compute_dtype)
-    probs = scores
-    if dropout > 0 and training:
-        probs = keras.random.dropout(probs, dropout, seed=seed_generator)
-    outputs = ops.einsum("bnts,bsnh->btnh", probs, value)
-    return outputs, (scores if return_scores else None)
-
-
-def _zero_unattended_queries(outputs, mask):
-    """Zeros the `(b, t, n, h)` outputs of queries whose mask row is empty."""
-    if mask is None:
-        return outputs
-    attends = ops.any(mask, axis=-1)  # (b, n|1, t|1)
-    attends = ops.transpose(attends, (0, 2, 1))[..., None]  # (b, t|1, n|1, 1)
-    return ops.multiply(outputs, ops.cast(attends, outputs.dtype))
+    query, key, value = (
+        ops.transpose(x, (0, 2, 1, 3)) for x in (query, key, value)
+    )
+    return attend(
+        query,
+        key,
+        value,
+        attention_mask=mask,
+        use_causal_mask=use_causal_mask,
+        dropout=dropout,
+        training=training,
+        seed_generator=seed_generator,
+        return_scores=return_scores,
+        flash_attention=flash_attention,
+    )

@@ -102,3 +102,24 @@ def check_mask_shape(name, mask, *expected):
 
 def _fmt(shape):
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+
+
+def check_matching_dim(dim_name, axis, **shapes):
+    """Checks that the given shapes agree on `axis` where it is known.
+
+    `dim_name` says what the axis is ("batch size", "sequence length").
+    """
+    known = {
+        name: tuple(shape)[axis]
+        for name, shape in shapes.items()
+        if tuple(shape)[axis] is not None
+    }
+    if len(set(known.values())) > 1:
+        names = " and ".join(f"`{name}`" for name in shapes)
+        received = ", ".join(
+            f"{name}.shape={tuple(shape)}" for name, shape in shapes.items()
+        )
+        raise ValueError(
+            f"{names} expected the same {dim_name} (axis {axis}). "
+            f"Received: {received}"
+        )

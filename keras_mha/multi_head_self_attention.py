@@ -4,7 +4,10 @@ import keras
 from keras import ops
 from keras.src.backend import get_keras_mask
 
+from keras_mha._heads import check_cacheable
+from keras_mha._heads import project_fused_qkv
 from keras_mha._validation import check_float_dtype
+from keras_mha._validation import check_mask_shape
 from keras_mha._validation import check_sequence_shape
 from keras_mha.multi_head_attention import MultiHeadAttention
 
@@ -41,11 +44,23 @@ class MultiHeadSelfAttention(MultiHeadAttention):
         training: bool. Whether attention dropout is active.
         return_attention_scores: bool. Whether to also return the attention
             probabilities. Defaults to `False`.
+        cache: optional `(batch, 2, num_heads, max_length, key_dim)` key and
+            value cache for step-by-step decoding, from `get_initial_cache`.
+            The keys and values of `inputs` are written into it at
+            `cache_update_index` and the queries attend over the cache: with
+            the causal mask, to positions up to their own; without it, to
+            every position written so far. `mask` then masks the new
+            positions as queries; mask cached positions with an
+            `attention_mask` of shape `(batch, seq_length, max_length)`.
+        cache_update_index: int or integer scalar tensor, the position of
+            the first element of `inputs`; required with a `cache`.
 
     Returns:
         `(batch, seq_length, output_dim)` tensor carrying the input's mask,
         and with `return_attention_scores=True` also the per-head
-        probabilities of shape `(batch, num_heads, seq_length, seq_length)`.
+        probabilities of shape `(batch, num_heads, seq_length, seq_length)`
+        (`max_length` keys with a cache). With a `cache`, the updated cache
+        is appended: `(outputs, [scores], cache)`.
 
     Example:
 
@@ -74,23 +89,59 @@ class MultiHeadSelfAttention(MultiHeadAttention):
         attention_mask=None,
         training=None,
         return_attention_scores=False,
+        cache=None,
+        cache_update_index=None,
     ):
         check_float_dtype("inputs", inputs)
         check_sequence_shape("inputs", inputs.shape, self._width)
         if mask is None:
             mask = get_keras_mask(inputs)
-        qkv = self.qkv_dense(inputs)
-        # (b, t, n, hk), (b, t, n, hk), (b, t, n, hv)
-        q, k, v = ops.split(qkv, [self._key_dim, 2 * self._key_dim], axis=-1)
-        return self._attend(
-            q, k, v, mask, mask, attention_mask, training,
-            return_attention_scores,
+        check_mask_shape("mask", mask, tuple(inputs.shape[:2]))
+        if cache is not None and cache_update_index is None:
+            raise ValueError(
+                "Self-attention with a `cache` needs the position of "
+                "`inputs` in it. Received: cache_update_index=None"
+            )
+        # (b, n, t, hk), (b, n, t, hk), (b, n, t, hv)
+        q, k, v = project_fused_qkv(
+            self.qkv_dense, inputs, self._key_dim, self._value_dim
         )
+        # Cached keys come from earlier calls: the padding mask of this
+        # call's inputs only masks them as queries.
+        key_mask = mask if cache is None else None
+        return self._attend(
+            q, k, v, mask, key_mask, attention_mask, training,
+            return_attention_scores, cache=cache,
+            cache_update_index=cache_update_index,
+        )
+
+    def get_initial_cache(self, batch_size, max_length):
+        """An empty key/value cache for decoding up to `max_length` steps.
+
+        Args:
+            batch_size: int. Number of sequences decoded together.
+            max_length: int. Number of positions the cache holds.
+
+        Returns:
+            A `(batch_size, 2, num_heads, max_length, key_dim)` tensor of
+            zeros in the layer's compute dtype.
+        """
+        if not self.built:
+            raise ValueError(
+                "`get_initial_cache` needs a built layer: call the layer "
+                f"once first. Received: layer {self.name} with built=False"
+            )
+        check_cacheable(self._key_dim, self._value_dim)
+        shape = (batch_size, 2, self.num_heads, max_length, self._key_dim)
+        return ops.zeros(shape, dtype=self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return super().compute_output_shape(input_shape)
 
-    def compute_output_spec(self, inputs, return_attention_scores=False, **kwargs):
+    def compute_output_spec(
+        self, inputs, return_attention_scores=False, cache=None, **kwargs
+    ):
         return super().compute_output_spec(
-            inputs, inputs, return_attention_scores=return_attention_scores
+            inputs, inputs, return_attention_scores=return_attention_scores,
+            cache=cache,
         )

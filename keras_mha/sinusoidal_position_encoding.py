@@ -72,6 +72,11 @@ class SinusoidalPositionEncoding(keras.layers.Layer):
 
     def call(self, inputs, start_index=0):
         check_sequence_shape("inputs", inputs.shape, self._width)
+        if isinstance(start_index, (bool, float, str, bytes)):
+            raise TypeError(
+                "`start_index` expected a non-negative integer or an integer "
+                f"scalar tensor. Received: start_index={start_index!r}"
+            )
         if isinstance(start_index, numbers.Integral) and start_index < 0:
             raise ValueError(
                 "`start_index` expected a non-negative integer. "

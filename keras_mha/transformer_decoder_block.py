@@ -7,6 +7,7 @@ from keras.src.backend import get_keras_mask
 from keras_mha._transformer_block import TransformerBlock
 from keras_mha._transformer_block import call_attention
 from keras_mha._validation import check_float_dtype
+from keras_mha._validation import check_mask_shape
 from keras_mha._validation import check_sequence_shape
 from keras_mha.multi_head_attention import MultiHeadAttention
 
@@ -85,7 +86,9 @@ class TransformerDecoderBlock(TransformerBlock):
         self._has_cross_attention = encoder_sequence_shape is not None
         if not self._has_cross_attention:
             return
-        check_sequence_shape("encoder_sequence", encoder_sequence_shape)
+        self._encoder_width = check_sequence_shape(
+            "encoder_sequence", encoder_sequence_shape
+        )
         self.cross_attention = MultiHeadAttention(
             name="cross_attention", **self._attention_kwargs(width)
         )
@@ -120,6 +123,17 @@ class TransformerDecoderBlock(TransformerBlock):
             )
         if decoder_padding_mask is None:
             decoder_padding_mask = get_keras_mask(decoder_sequence)
+        batch, length = decoder_sequence.shape[:2]
+        check_mask_shape(
+            "decoder_padding_mask", decoder_padding_mask, (batch, length)
+        )
+        check_mask_shape(
+            "decoder_attention_mask",
+            decoder_attention_mask,
+            (batch, length, length),
+            (batch, 1, length, length),
+            (batch, self.num_heads, length, length),
+        )
         x, self_scores = self._self_attention_sublayer(
             decoder_sequence, decoder_padding_mask, decoder_attention_mask,
             training, return_attention_scores,
@@ -127,8 +141,16 @@ class TransformerDecoderBlock(TransformerBlock):
         scores = (self_scores,)
         if self._has_cross_attention:
             check_float_dtype("encoder_sequence", encoder_sequence)
+            check_sequence_shape(
+                "encoder_sequence", encoder_sequence.shape, self._encoder_width
+            )
             if encoder_padding_mask is None:
                 encoder_padding_mask = get_keras_mask(encoder_sequence)
+            check_mask_shape(
+                "encoder_padding_mask",
+                encoder_padding_mask,
+                tuple(encoder_sequence.shape[:2]),
+            )
             x, cross_scores = self._residual(
                 x,
                 self.cross_attention_norm,

@@ -5,6 +5,7 @@ from keras.src.backend import get_keras_mask
 
 from keras_mha._transformer_block import TransformerBlock
 from keras_mha._validation import check_float_dtype
+from keras_mha._validation import check_mask_shape
 from keras_mha._validation import check_sequence_shape
 
 
@@ -80,6 +81,7 @@ class TransformerEncoderBlock(TransformerBlock):
         check_sequence_shape("inputs", inputs.shape, self._width)
         if padding_mask is None:
             padding_mask = get_keras_mask(inputs)
+        check_mask_shape("padding_mask", padding_mask, tuple(inputs.shape[:2]))
         x, scores = self._self_attention_sublayer(
             inputs, padding_mask, attention_mask, training,
             return_attention_scores,

@@ -114,7 +114,7 @@ def test_value_padding_is_invisible():
 
 def test_bad_mask_shape():
     layer = keras_mha.MultiHeadAttention(HEADS)
-    with pytest.raises(ValueError, match=r"key_mask.*\(2, 5\)"):
+    with pytest.raises(ValueError, match=r"value_mask` expected shape \(2, 4\).*\(2, 5\)"):
         layer(_query(), _value(), value_mask=np.ones((BATCH, 5), bool))
     with pytest.raises(ValueError, match=r"attention_mask.*\(2, 5, 5\)"):
         layer(_query(), _value(), attention_mask=np.ones((BATCH, 5, 5), bool))

@@ -166,10 +166,18 @@ def test_dropout_applies_in_training_only():
 
 
 class _Spy:
-    """Records the calls of `keras.ops.dot_product_attention`."""
+    """Records the calls of `keras.ops.dot_product_attention`.
 
-    def __init__(self, monkeypatch):
+    Pretends the backend has a fused kernel, so that the choice of path is
+    tested on every backend (TensorFlow has none and takes the explicit
+    path by default, see `test_tensorflow_defaults_to_the_explicit_path`).
+    """
+
+    def __init__(self, monkeypatch, fused_backend=True):
         self.calls = []
+        monkeypatch.setattr(
+            _attention, "_backend_has_fused_kernel", lambda: fused_backend
+        )
         original = ops.dot_product_attention
 
         def spy(*args, **kwargs):
@@ -193,6 +201,22 @@ def test_causal_only_passes_is_causal_instead_of_a_mask(monkeypatch):
     spy = _Spy(monkeypatch)
     _layer(use_causal_mask=True)(_inputs())
     assert spy.calls == [{"mask": None, "is_causal": True, "flash_attention": None}]
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="TensorFlow is the backend without a fused attention kernel",
+)
+def test_tensorflow_defaults_to_the_explicit_path(monkeypatch):
+    # Keras's op is two einsums around a softmax on TensorFlow, slower than
+    # the explicit heads-first matmuls, so it is only taken on request.
+    spy = _Spy(monkeypatch, fused_backend=False)
+    layer, x = _layer(), _inputs()
+    explicit = _np(layer(x))
+    assert spy.calls == []
+    monkeypatch.setattr(_attention, "_backend_has_fused_kernel", lambda: True)
+    np.testing.assert_allclose(_np(layer(x)), explicit, atol=1e-5)
+    assert len(spy.calls) == 1
 
 
 def test_flash_attention_false_uses_the_explicit_path(monkeypatch):
@@ -239,7 +263,7 @@ def test_bad_inputs():
         layer(np.zeros((2, 5, 12), "int32"))
     with pytest.raises(ValueError, match=r"attention_mask.*\(2, 5, 4\)"):
         layer(_inputs(), attention_mask=np.ones((2, 5, 4), bool))
-    with pytest.raises(ValueError, match=r"query_mask.*\(2, 4\)"):
+    with pytest.raises(ValueError, match=r"`mask` expected shape \(2, 5\).*\(2, 4\)"):
         layer(_inputs(), mask=np.ones((2, 4), bool))
 
 

@@ -157,7 +157,7 @@ def test_bad_inputs():
         block(np.zeros((BATCH, WIDTH), "float32"))
     with pytest.raises(TypeError, match="decoder_sequence.*int32"):
         _block()(np.zeros((BATCH, TARGET, WIDTH), "int32"))
-    with pytest.raises(ValueError, match=r"key_mask.*\(2, 6\)"):
+    with pytest.raises(ValueError, match=r"encoder_padding_mask` expected shape \(2, 4\).*\(2, 6\)"):
         _block()(
             _target(), _source(), encoder_padding_mask=np.ones((BATCH, 6), bool)
         )

@@ -116,7 +116,7 @@ def test_bad_inputs():
     block(_inputs())
     with pytest.raises(ValueError, match=r"last dimension 12.*\(2, 5, 6\)"):
         block(np.zeros((BATCH, SEQ, 6), "float32"))
-    with pytest.raises(ValueError, match=r"query_mask.*\(2, 3\)"):
+    with pytest.raises(ValueError, match=r"padding_mask` expected shape \(2, 5\).*\(2, 3\)"):
         block(_inputs(), padding_mask=np.ones((BATCH, 3), bool))
 
 

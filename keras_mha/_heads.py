@@ -1,0 +1,127 @@
+"""Projections into and out of heads, and the key/value cache of decoding.
+
+The attention layers own their projections as `EinsumDense` sub-layers
+(that is their weight layout and what a `.keras` file stores), but apply
+them here as one 2D matrix multiplication each: TensorFlow runs the
+`btd,dnh->btnh` einsum as a broadcast batched matmul that profiles about
+1.5x slower on CPU than the `MatMul` a reshape of the kernel allows.
+Notation: b batch, t sequence length, d width, n heads, h head width.
+"""
+
+from keras import ops
+
+
+def _is_quantized(layer):
+    # A quantized kernel only works through the layer's own call.
+    return getattr(layer, "quantization_mode", None) is not None
+
+
+def _dense(x, kernel, bias=None):
+    """`x @ kernel + bias` in the dtype of `x`, with a 2D kernel."""
+    y = ops.matmul(x, ops.cast(kernel, x.dtype))
+    if bias is not None:
+        y = y + ops.cast(ops.reshape(bias, (-1,)), x.dtype)
+    return y
+
+
+def project_heads(layer, x):
+    """Applies a `btd,dnh->btnh` `EinsumDense`; returns `(b, n, t, h)`."""
+    if _is_quantized(layer):
+        heads = layer(x)
+    else:
+        width, num_heads, head_dim = layer.kernel.shape
+        kernel = ops.reshape(layer.kernel, (width, num_heads * head_dim))
+        heads = _dense(x, kernel, layer.bias)
+        heads = ops.reshape(heads, (-1, ops.shape(x)[1], num_heads, head_dim))
+    return ops.transpose(heads, (0, 2, 1, 3))
+
+
+def project_fused_qkv(layer, x, key_dim, value_dim):
+    """Applies the fused `(d, n, 2 * hk + hv)` projection of self-attention.
+
+    Returns `q, k, v` of shapes `(b, n, t, hk)`, `(b, n, t, hk)` and
+    `(b, n, t, hv)`. Head `i` owns the kernel slice `[:, i, :]`; when
+    `hk == hv` the kernel's columns are first regrouped as `(3, n, h)` (a
+    reorder of the small kernel, not of the activations), so that one
+    transpose of the activations puts q, k and v heads-first at once.
+    """
+    width, num_heads, fused_dim = layer.kernel.shape
+    length = ops.shape(x)[1]
+    if _is_quantized(layer) or key_dim != value_dim:
+        if _is_quantized(layer):
+            qkv = layer(x)
+        else:
+            kernel = ops.reshape(layer.kernel, (width, num_heads * fused_dim))
+            qkv = _dense(x, kernel, layer.bias)
+            qkv = ops.reshape(qkv, (-1, length, num_heads, fused_dim))
+        qkv = ops.transpose(qkv, (0, 2, 1, 3))  # (b, n, t, 2 * hk + hv)
+        return ops.split(qkv, [key_dim, 2 * key_dim], axis=-1)
+    kernel = ops.reshape(layer.kernel, (width, num_heads, 3, key_dim))
+    kernel = ops.transpose(kernel, (0, 2, 1, 3))  # (d, 3, n, h)
+    kernel = ops.reshape(kernel, (width, 3 * num_heads * key_dim))
+    bias = layer.bias
+    if bias is not None:
+        bias = ops.reshape(bias, (num_heads, 3, key_dim))
+        bias = ops.transpose(bias, (1, 0, 2))  # (3, n, h)
+    qkv = _dense(x, kernel, bias)
+    qkv = ops.reshape(qkv, (-1, length, 3, num_heads, key_dim))
+    qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, b, n, t, h)
+    return qkv[0], qkv[1], qkv[2]
+
+
+def merge_heads(layer, heads):
+    """Applies the `btnh,nhd->btd` output projection to `(b, t, n, hv)`."""
+    if _is_quantized(layer):
+        return layer(heads)
+    num_heads, head_dim, width = layer.kernel.shape
+    kernel = ops.reshape(layer.kernel, (num_heads * head_dim, width))
+    heads = ops.reshape(heads, (-1, ops.shape(heads)[1], num_heads * head_dim))
+    return _dense(heads, kernel, layer.bias)
+
+
+def check_cacheable(key_dim, value_dim):
+    """Keys and values share one cache tensor, so their widths must match."""
+    if key_dim != value_dim:
+        raise ValueError(
+            "A key/value cache needs key_dim == value_dim: keys and values "
+            f"share one cache tensor. Received: key_dim={key_dim}, "
+            f"value_dim={value_dim}"
+        )
+
+
+def check_cache(name, cache, num_heads, key_dim, value_dim):
+    """Checks a `(b, 2, n, s, h)` key/value cache against the layer."""
+    check_cacheable(key_dim, value_dim)
+    head_dim = key_dim
+    shape = tuple(cache.shape)
+    if len(shape) != 5 or shape[1] != 2 or shape[2] != num_heads or (
+        shape[4] != head_dim
+    ):
+        raise ValueError(
+            f"`{name}` expected shape (batch, 2, {num_heads}, length, "
+            f"{head_dim}): keys and values, heads first. "
+            f"Received: {name}.shape={shape}"
+        )
+
+
+def update_cache(cache, cache_update_index, key, value):
+    """Writes `key`, `value` `(b, n, t, h)` into `cache` at the index.
+
+    Returns the cached keys and values `(b, n, s, h)` and the new cache.
+    With `cache_update_index=None` the cache is used as it is. The cache
+    keeps its static shape (a fixed-size buffer updated with
+    `ops.slice_update`), so a compiled decoding loop compiles once.
+    """
+    if cache_update_index is not None:
+        update = ops.cast(ops.stack([key, value], axis=1), cache.dtype)
+        start = [0, 0, 0, cache_update_index, 0]
+        cache = ops.slice_update(cache, start, update)
+    return cache[:, 0], cache[:, 1], cache
+
+
+def written_positions(key_mask, cache_length, end):
+    """`key_mask` (or all True) and'ed with "cache position < `end`"."""
+    written = (ops.arange(cache_length) < end)[None]  # (1, s)
+    if key_mask is None:
+        return written
+    return ops.logical_and(ops.cast(key_mask, "bool"), written)
