@@ -1,0 +1,172 @@
+"""Per-head attention maps drawn with matplotlib, saved as PNG.
+
+`plot_attention_scores` draws a grid with one heatmap per head from a scores
+array; `plot_layer_attention` calls any attention layer or block of this
+package with `return_attention_scores=True` and draws its scores. Queries run
+down the rows and keys across the columns, as in the `(heads, queries, keys)`
+scores.
+"""
+
+import math
+
+import numpy as np
+from keras import ops
+
+
+def plot_attention_scores(
+    scores,
+    path=None,
+    query_tokens=None,
+    key_tokens=None,
+    title=None,
+    columns=4,
+    cell_size=0.35,
+):
+    """Draws one heatmap per head, tokens on both axes.
+
+    Args:
+        scores: array-like of shape `(num_heads, query_length, key_length)`,
+            or `(1, num_heads, query_length, key_length)` as returned by a
+            layer for one example.
+        path: where to save the PNG, or `None` to only return the figure.
+            Defaults to `None`.
+        query_tokens: optional list of `query_length` row labels.
+        key_tokens: optional list of `key_length` column labels.
+        title: optional title of the figure.
+        columns: int. Most heatmaps per row of the grid. Defaults to `4`.
+        cell_size: float. Inches per token in each heatmap. Defaults to
+            `0.35`.
+
+    Returns:
+        The `matplotlib.figure.Figure`, with one axes per head.
+
+    Example:
+
+    >>> scores = np.full((4, 3, 5), 0.2)
+    >>> figure = plot_attention_scores(scores, "heads.png")
+    >>> len(figure.axes)
+    4
+    """
+    # The Agg canvas draws to files without a display or pyplot's state.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    scores = np.asarray(ops.convert_to_numpy(scores), dtype="float32")
+    if scores.ndim == 4 and scores.shape[0] == 1:
+        scores = scores[0]
+    if scores.ndim != 3:
+        raise ValueError(
+            "`scores` expected shape (num_heads, query_length, key_length) or "
+            f"(1, num_heads, query_length, key_length). Received: "
+            f"scores.shape={scores.shape}"
+        )
+    num_heads, query_length, key_length = scores.shape
+    for name, tokens, length in (
+        ("query_tokens", query_tokens, query_length),
+        ("key_tokens", key_tokens, key_length),
+    ):
+        if tokens is not None and len(tokens) != length:
+            raise ValueError(
+                f"`{name}` expected {length} labels to match the scores. "
+                f"Received: len({name})={len(tokens)}"
+            )
+    columns = min(columns, num_heads)
+    rows = math.ceil(num_heads / columns)
+    figure = Figure(
+        figsize=(
+            columns * (1.5 + cell_size * key_length),
+            rows * (1.2 + cell_size * query_length) + (0.4 if title else 0),
+        ),
+        layout="constrained",
+    )
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for head, ax in enumerate(axes.flat):
+        if head >= num_heads:
+            figure.delaxes(ax)  # Empty cells of the last row.
+            continue
+        ax.imshow(
+            scores[head], cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto"
+        )
+        ax.set_title(f"head {head}", fontsize=9)
+        for set_ticks, set_labels, tokens in (
+            (ax.set_xticks, ax.set_xticklabels, key_tokens),
+            (ax.set_yticks, ax.set_yticklabels, query_tokens),
+        ):
+            if tokens is None:
+                continue
+            set_ticks(range(len(tokens)))
+            set_labels(tokens, fontsize=7)
+        ax.tick_params(axis="x", labelrotation=90)
+    if title:
+        figure.suptitle(title)
+    if path is not None:
+        figure.savefig(path, dpi=100)
+    return figure
+
+
+def plot_layer_attention(
+    layer,
+    inputs,
+    path=None,
+    query_tokens=None,
+    key_tokens=None,
+    scores_index=-1,
+    example=0,
+    title=None,
+    **call_kwargs,
+):
+    """Calls an attention layer or block and draws its per-head scores.
+
+    Works with every layer of this package that takes
+    `return_attention_scores=True`: `MultiHeadSelfAttention`,
+    `MultiHeadAttention`, `TransformerEncoderBlock` and
+    `TransformerDecoderBlock` (which returns self- and cross-attention
+    scores; pick one with `scores_index`).
+
+    Args:
+        layer: the layer or block.
+        inputs: its positional call arguments, a tensor or a tuple of them
+            (for example `(decoder_sequence, encoder_sequence)`).
+        path: where to save the PNG, or `None`. Defaults to `None`.
+        query_tokens: optional list of row labels.
+        key_tokens: optional list of column labels.
+        scores_index: int. Which of the returned score tensors to draw:
+            `0` the first (self-attention), `-1` the last (cross-attention
+            of a decoder block with an encoder sequence). Defaults to `-1`.
+        example: int. Which example of the batch to draw. Defaults to `0`.
+        title: optional title of the figure.
+        **call_kwargs: other call arguments, such as `padding_mask`.
+
+    Returns:
+        A tuple `(figure, scores)`: the `matplotlib.figure.Figure` and the
+        drawn `(num_heads, query_length, key_length)` NumPy scores.
+
+    Example:
+
+    >>> block = keras_mha.TransformerEncoderBlock(4, intermediate_dim=32)
+    >>> x = keras.random.normal((1, 6, 16))
+    >>> figure, scores = plot_layer_attention(block, x, "encoder.png")
+    >>> len(figure.axes), scores.shape
+    (4, (4, 6, 6))
+    """
+    if not isinstance(inputs, (tuple, list)):
+        inputs = (inputs,)
+    outputs = layer(*inputs, return_attention_scores=True, **call_kwargs)
+    scores = outputs[1:]  # (outputs, scores, ...) -> the score tensors
+    scores = [s for s in scores if s is not None]
+    if not -len(scores) <= scores_index < len(scores):
+        raise ValueError(
+            f"`scores_index` expected an index into the {len(scores)} score "
+            f"tensors that {layer.name} returns. Received: "
+            f"scores_index={scores_index}"
+        )
+    scores = ops.convert_to_numpy(scores[scores_index][example])
+    figure = plot_attention_scores(
+        scores,
+        path,
+        query_tokens=query_tokens,
+        key_tokens=key_tokens,
+        title=title,
+    )
+    return figure, scores

@@ -1,0 +1,201 @@
+"""The SavedModel export: served in a fresh process with only TensorFlow,
+equal to the Python model, padding-invariant, and written atomically."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_mha.export import export_translator
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+import translate  # noqa: E402
+import translation_data  # noqa: E402
+
+MAX_LENGTH = 14
+SHORT = ["I run.", "We sleep.", "She walks."]
+LONG = [
+    "The small sisters do not buy these beautiful houses.",
+    "My old friends do not want the new red cars.",
+    "Some black cats sleep near the white tables.",
+]
+SENTENCES = SHORT + LONG + ["The dogs eat zebras.", ""]
+# Loads and calls the export in a process where nothing but TensorFlow can
+# be imported: importing any of these names raises ImportError.
+SERVE = """
+import json, sys
+for name in ("keras_mha", "keras", "keras_hub", "keras_nlp", "tensorflow_text"):
+    sys.modules[name] = None
+import tensorflow as tf
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+results = []
+for batch in json.loads(sys.argv[2]):
+    texts = serve(sentences=tf.constant(batch))["translations"].numpy()
+    results.append([text.decode("utf-8") for text in texts])
+print(json.dumps(results))
+"""
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+@pytest.fixture(scope="module")
+def translator():
+    """A tiny translator trained for a few epochs (outputs vary by input)."""
+    keras.utils.set_random_seed(1)
+    pairs = translation_data.generate_pairs(600, seed=1)
+    source_vectorizer = translate.make_vectorizer()
+    target_vectorizer = translate.make_vectorizer()
+    source_vectorizer.adapt([source for source, _ in pairs])
+    target_vectorizer.adapt([f"[start] {target} [end]" for _, target in pairs])
+    model, encoder, decoder = translate.build_translator(
+        source_vectorizer.vocabulary_size(),
+        target_vectorizer.vocabulary_size(),
+        hidden_dim=32, num_heads=2, intermediate_dim=32, num_layers=1,
+        dropout=0.0,
+    )
+    model.compile(
+        "adam",
+        keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, ignore_class=0
+        ),
+    )
+    x, y = translate.vectorize_pairs(pairs, source_vectorizer, target_vectorizer)
+    model.fit(x, y, batch_size=32, epochs=4, verbose=0)
+    return encoder, decoder, source_vectorizer, target_vectorizer.get_vocabulary()
+
+
+@pytest.fixture(scope="module")
+def exported(translator, tmp_path_factory):
+    path = tmp_path_factory.mktemp("export") / "translator"
+    return export_translator(path, *translator, max_length=MAX_LENGTH)
+
+
+@pytest.fixture(scope="module")
+def expected(translator):
+    """The Python model's translations, one sentence at a time (no padding)."""
+    return {
+        sentence: translate.translate([sentence], *translator, MAX_LENGTH)[0]
+        for sentence in SENTENCES
+    }
+
+
+def serve(path, batches):
+    result = subprocess.run(
+        [sys.executable, "-c", SERVE, str(path), json.dumps(batches)],
+        capture_output=True, text=True, env=ENV, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_served_translations_equal_the_python_model(expected, exported):
+    # The test means something only if translations differ by sentence.
+    assert len(set(expected.values())) > 3, expected
+    mixed = [SENTENCES[i] for i in (0, 3, 1, 4, 2, 5, 6, 7)]
+    served = serve(exported, [mixed, SHORT, LONG])
+    assert served == [[expected[s] for s in batch] for batch in
+                      (mixed, SHORT, LONG)]
+
+
+def test_python_batches_equal_single_sentences(translator, expected):
+    batched = translate.translate(SENTENCES, *translator, MAX_LENGTH)
+    assert batched == [expected[sentence] for sentence in SENTENCES]
+
+
+def test_saved_model_cli_runs_the_export(expected, exported, tmp_path):
+    sentences = [SHORT[0], LONG[0]]
+    result = subprocess.run(
+        [
+            os.path.join(os.path.dirname(sys.executable), "saved_model_cli"),
+            "run", "--dir", str(exported), "--tag_set", "serve",
+            "--signature_def", "serving_default",
+            "--input_exprs", f"sentences={sentences!r}",
+            "--outdir", str(tmp_path),
+        ],
+        capture_output=True, text=True, env=ENV, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = np.load(tmp_path / "translations.npy", allow_pickle=True)
+    assert [text.decode("utf-8") for text in served] == [
+        expected[sentence] for sentence in sentences
+    ]
+
+
+def test_export_refuses_an_existing_path(translator, tmp_path):
+    path = tmp_path / "translator"
+    path.mkdir()
+    (path / "keep.txt").write_text("not a SavedModel")
+    with pytest.raises(FileExistsError, match=str(path)):
+        export_translator(path, *translator, max_length=MAX_LENGTH)
+    assert (path / "keep.txt").exists()
+    export_translator(path, *translator, max_length=MAX_LENGTH, overwrite=True)
+    assert not (path / "keep.txt").exists()
+    assert (path / "saved_model.pb").exists()
+
+
+def snapshot(path):
+    """Every file under `path` with its bytes."""
+    return {
+        os.path.relpath(os.path.join(root, name), path): open(
+            os.path.join(root, name), "rb"
+        ).read()
+        for root, _, names in os.walk(path)
+        for name in names
+    }
+
+
+def fail_saving(*args, **kwargs):
+    """Writes part of a SavedModel, then fails like a full disk."""
+    with open(os.path.join(args[1], "saved_model.pb"), "wb") as file:
+        file.write(b"half")
+    raise OSError("No space left on device")
+
+
+def test_failed_export_leaves_nothing_behind(translator, tmp_path, monkeypatch):
+    monkeypatch.setattr(tf.saved_model, "save", fail_saving)
+    with pytest.raises(OSError, match="No space left"):
+        export_translator(tmp_path / "translator", *translator)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("failure", ["save", "rename"])
+def test_failed_export_keeps_the_existing_export(
+    translator, exported, tmp_path, monkeypatch, failure
+):
+    path = tmp_path / "translator"
+    shutil.copytree(exported, path)
+    before = snapshot(path)
+    if failure == "save":
+        monkeypatch.setattr(tf.saved_model, "save", fail_saving)
+    else:  # The final rename of the new export into place fails.
+        rename = os.rename
+
+        def fail_into_place(source, destination):
+            if str(destination) == str(path) and ".export-" in str(source) and (
+                not str(source).endswith(".old")
+            ):
+                raise OSError("Rename failed")
+            rename(source, destination)
+
+        monkeypatch.setattr(os, "rename", fail_into_place)
+    with pytest.raises(OSError, match="failed|No space"):
+        export_translator(path, *translator, max_length=MAX_LENGTH,
+                          overwrite=True)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["translator"]
+    assert snapshot(path) == before
+
+
+def test_export_rejects_a_vocabulary_without_the_end_token(
+    translator, tmp_path
+):
+    encoder, decoder, source_vectorizer, vocabulary = translator
+    with pytest.raises(ValueError, match="end_token='<eos>'"):
+        export_translator(tmp_path / "t", encoder, decoder, source_vectorizer,
+                          vocabulary, end_token="<eos>")
+    assert os.listdir(tmp_path) == []

@@ -1,0 +1,105 @@
+"""The sentence-pair reader, the generated corpus and the split."""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+import translation_data  # noqa: E402
+
+
+def write(tmp_path, text):
+    path = tmp_path / "pairs.tsv"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_read_pairs_ignores_extra_columns_and_blank_lines(tmp_path):
+    path = write(
+        tmp_path,
+        "Go.\tVe.\tCC-BY 2.0 (France) Attribution: tatoeba.org\n"
+        "\n"
+        "I ran.\tCorrí.\r\n",
+    )
+    assert translation_data.read_pairs(path) == [
+        ("Go.", "Ve."), ("I ran.", "Corrí."),
+    ]
+
+
+@pytest.mark.parametrize(
+    "bad_line",
+    ["no tab here", "\tempty source", "empty target\t", "only\t  \tmore"],
+    ids=["no_tab", "empty_source", "empty_target", "blank_target"],
+)
+def test_read_pairs_names_the_bad_line(tmp_path, bad_line):
+    path = write(tmp_path, f"Go.\tVe.\nHi.\tHola.\n{bad_line}\nRun!\tCorre!\n")
+    with pytest.raises(ValueError, match=f"{path}:3:"):
+        translation_data.read_pairs(path)
+
+
+@pytest.mark.parametrize("text", ["", "\n \n"], ids=["empty", "blank_lines"])
+def test_read_pairs_rejects_a_file_without_pairs(tmp_path, text):
+    path = write(tmp_path, text)
+    with pytest.raises(ValueError, match="no source<TAB>target pairs"):
+        translation_data.read_pairs(path)
+
+
+def test_read_pairs_names_a_missing_file(tmp_path):
+    path = str(tmp_path / "missing.tsv")
+    with pytest.raises(FileNotFoundError, match="missing.tsv"):
+        translation_data.read_pairs(path)
+
+
+def test_generate_pairs_is_deterministic_and_distinct():
+    pairs = translation_data.generate_pairs(300, seed=3)
+    assert pairs == translation_data.generate_pairs(300, seed=3)
+    assert pairs != translation_data.generate_pairs(300, seed=4)
+    assert len({source for source, _ in pairs}) == 300
+
+
+def test_generated_adjectives_follow_the_noun_and_agree():
+    checked = 0
+    for source, target in translation_data.generate_pairs(3000):
+        words = source.rstrip(".").lower().split()
+        if words[:2] != ["the", "red"]:
+            continue
+        [noun] = [n for n in translation_data.NOUNS if words[2] in n[:2]]
+        plural = words[2] == noun[1]
+        feminine = noun[4] == "f"
+        article = [["el", "la"], ["los", "las"]][plural][feminine]
+        adjective = [["rojo", "roja"], ["rojos", "rojas"]][plural][feminine]
+        spanish_noun = noun[3] if plural else noun[2]
+        assert target.lower().startswith(
+            f"{article} {spanish_noun} {adjective} "
+        ), (source, target)
+        checked += 1
+    assert checked >= 10
+
+
+def test_generated_verbs_agree_with_the_subject():
+    checked = 0
+    for source, target in translation_data.generate_pairs(3000):
+        if source.startswith("We "):
+            verb = target.split()[2 if " no " in target else 1]
+            assert target.startswith("Nosotros "), (source, target)
+            assert verb.endswith("mos"), (source, target)
+            checked += 1
+    assert checked >= 10
+
+
+def test_generate_pairs_rejects_a_bad_count():
+    with pytest.raises(ValueError, match="num_pairs=0"):
+        translation_data.generate_pairs(0)
+
+
+def test_split_pairs_partitions_the_pairs():
+    pairs = translation_data.generate_pairs(200)
+    train, validation, test = translation_data.split_pairs(pairs, 0.1, 0.2)
+    assert (len(train), len(validation), len(test)) == (140, 20, 40)
+    assert sorted(train + validation + test) == sorted(pairs)
+
+
+def test_split_pairs_rejects_too_few_pairs():
+    with pytest.raises(ValueError, match="too few"):
+        translation_data.split_pairs([("a", "b"), ("c", "d")])
