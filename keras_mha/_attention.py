@@ -305,17 +305,31 @@ def chunked_attention(
     query_length, key_length = query.shape[2], key.shape[2]
     static_offset = isinstance(causal_offset, int)
     compute_dtype = value.dtype
-    query = _scale(query)
+    # Split once rather than slice per block: TensorFlow's gradient of each
+    # slice is a zero-padded copy of the whole input, all kept until summed.
+    queries = _split(_scale(query), chunk_size)
+    keys, values = _split(key, chunk_size), _split(value, chunk_size)
     outputs = []
-    for start in range(0, query_length, chunk_size):
-        stop = min(start + chunk_size, query_length)
-        # Keys this query chunk may see at all.
-        visible = key_length
-        if use_causal_mask and static_offset:
-            visible = min(key_length, stop + causal_offset)
+    for start, query_chunk in zip(range(0, query_length, chunk_size), queries):
+        stop = start + query_chunk.shape[2]
+        if outputs:
+            # A zero-valued dependency on the previous chunk, so the chunks
+            # run (and their backward passes run) one after another instead
+            # of holding several chunks' logits at once.
+            # One element, not a sum, which could overflow float16 and
+            # make 0 * inf = NaN; attention outputs are finite.
+            query_chunk = query_chunk + ops.cast(
+                0.0 * outputs[-1][:1, :1, :1, :1], query_chunk.dtype
+            )
         state = None
-        for key_start in range(0, visible, chunk_size):
-            key_stop = min(key_start + chunk_size, visible)
+        for key_start, key_chunk, value_chunk in zip(
+            range(0, key_length, chunk_size), keys, values
+        ):
+            key_stop = key_start + key_chunk.shape[2]
+            if use_causal_mask and static_offset and (
+                key_start > stop - 1 + causal_offset
+            ):
+                break  # Above the diagonal: no query of the chunk sees it.
             # Below the diagonal a block needs no causal mask.
             causal = use_causal_mask and not (
                 static_offset and key_stop - 1 <= start + causal_offset
@@ -331,16 +345,27 @@ def chunked_attention(
             )
             step = _online_softmax_step(block_mask, first=state is None)
             state = keras.remat(step)(
-                query[:, :, start:stop],
-                key[:, :, key_start:key_stop],
-                value[:, :, key_start:key_stop],
-                *(state or ()),
+                query_chunk, key_chunk, value_chunk, *(state or ())
             )
+        if state is None:
+            # No key is visible to any query of the chunk (a negative
+            # causal offset): their outputs are zeros.
+            shape = (*ops.shape(query_chunk)[:3], value.shape[-1])
+            outputs.append(ops.zeros(shape, compute_dtype))
+            continue
         _, total, acc = state
         # Rows that saw no key have acc == 0 and total == 0: outputs 0.
         total = ops.where(total > 0, total, 1.0)
         outputs.append(ops.cast(acc / total, compute_dtype))
     return ops.concatenate(outputs, axis=2)
+
+
+def _split(x, chunk_size):
+    """`x` split into chunks of `chunk_size` along the sequence axis 2."""
+    length = x.shape[2]
+    if length <= chunk_size:
+        return [x]
+    return ops.split(x, list(range(chunk_size, length, chunk_size)), axis=2)
 
 
 def _mask_block(mask, start, stop, key_start, key_stop):

@@ -32,7 +32,9 @@ def project_heads(layer, x):
         width, num_heads, head_dim = layer.kernel.shape
         kernel = ops.reshape(layer.kernel, (width, num_heads * head_dim))
         heads = _dense(x, kernel, layer.bias)
-        heads = ops.reshape(heads, (-1, ops.shape(x)[1], num_heads, head_dim))
+        # The batch size, not -1: a -1 is undefined when a length is 0.
+        batch, length = ops.shape(x)[0], ops.shape(x)[1]
+        heads = ops.reshape(heads, (batch, length, num_heads, head_dim))
     return ops.transpose(heads, (0, 2, 1, 3))
 
 
@@ -46,14 +48,14 @@ def project_fused_qkv(layer, x, key_dim, value_dim):
     transpose of the activations puts q, k and v heads-first at once.
     """
     width, num_heads, fused_dim = layer.kernel.shape
-    length = ops.shape(x)[1]
+    batch, length = ops.shape(x)[0], ops.shape(x)[1]
     if _is_quantized(layer) or key_dim != value_dim:
         if _is_quantized(layer):
             qkv = layer(x)
         else:
             kernel = ops.reshape(layer.kernel, (width, num_heads * fused_dim))
             qkv = _dense(x, kernel, layer.bias)
-            qkv = ops.reshape(qkv, (-1, length, num_heads, fused_dim))
+            qkv = ops.reshape(qkv, (batch, length, num_heads, fused_dim))
         qkv = ops.transpose(qkv, (0, 2, 1, 3))  # (b, n, t, 2 * hk + hv)
         return ops.split(qkv, [key_dim, 2 * key_dim], axis=-1)
     kernel = ops.reshape(layer.kernel, (width, num_heads, 3, key_dim))
@@ -64,7 +66,7 @@ def project_fused_qkv(layer, x, key_dim, value_dim):
         bias = ops.reshape(bias, (num_heads, 3, key_dim))
         bias = ops.transpose(bias, (1, 0, 2))  # (3, n, h)
     qkv = _dense(x, kernel, bias)
-    qkv = ops.reshape(qkv, (-1, length, 3, num_heads, key_dim))
+    qkv = ops.reshape(qkv, (batch, length, 3, num_heads, key_dim))
     qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, b, n, t, h)
     return qkv[0], qkv[1], qkv[2]
 
@@ -75,7 +77,8 @@ def merge_heads(layer, heads):
         return layer(heads)
     num_heads, head_dim, width = layer.kernel.shape
     kernel = ops.reshape(layer.kernel, (num_heads * head_dim, width))
-    heads = ops.reshape(heads, (-1, ops.shape(heads)[1], num_heads * head_dim))
+    batch, length = ops.shape(heads)[0], ops.shape(heads)[1]
+    heads = ops.reshape(heads, (batch, length, num_heads * head_dim))
     return _dense(heads, kernel, layer.bias)
 
 

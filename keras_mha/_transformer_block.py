@@ -63,10 +63,10 @@ class TransformerBlock(keras.layers.Layer):
         self.supports_masking = True
 
     def _initializers(self):
-        return dict(
-            kernel_initializer=clone_initializer(self.kernel_initializer),
-            bias_initializer=clone_initializer(self.bias_initializer),
-        )
+        return {
+            "kernel_initializer": clone_initializer(self.kernel_initializer),
+            "bias_initializer": clone_initializer(self.bias_initializer),
+        }
 
     def _attention_kwargs(self, width):
         if width % self.num_heads:

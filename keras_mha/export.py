@@ -9,10 +9,12 @@ A translator here is two Keras models that follow one contract:
   next-token logits.
 
 `decode` runs the decoder step by step inside one `keras.ops.while_loop`
-(through a `keras_hub` sampler, greedy by default), recomputing the whole
-prefix at every step. The encoded source travels as the sampler's `cache`, so
-a decoder with a key/value cache can replace the step function without
-changing the loop. `export_translator` puts tokenization, the encoder, the
+(through a `keras_hub` sampler, greedy by default). When the decoder is a
+plain stack of embedding, position encoding, `TransformerDecoderBlock`s and
+a final `Dense` (as `examples/translate.py` builds it), each step runs only
+the newest token, with the blocks' key/value caches carried in the
+sampler's `cache`; any other decoder recomputes the whole prefix at every
+step. `export_translator` puts tokenization, the encoder, the
 decode loop and detokenization into one TensorFlow SavedModel that serves
 strings to strings with core TensorFlow ops only.
 """
@@ -24,6 +26,9 @@ import tempfile
 import keras
 import keras_hub
 from keras import ops
+
+from keras_mha.sinusoidal_position_encoding import SinusoidalPositionEncoding
+from keras_mha.transformer_decoder_block import TransformerDecoderBlock
 
 # Logit given to tokens a step may not emit; finite so softmax stays exact.
 _FORBIDDEN_LOGIT = -1e9
@@ -37,12 +42,20 @@ def decode(
     start_id,
     end_id,
     sampler=None,
+    use_cache=None,
 ):
     """Translates token ids with a `keras_hub` sampler (greedy by default).
 
     Padding (id 0) and `start_id` are never emitted. Once a sequence has
     emitted `end_id` it only emits padding, at probability 1, so finished
     beams keep their score under `keras_hub.samplers.BeamSampler`.
+
+    With a key/value cache, each step runs only the newest token through
+    the decoder's layers: each block keeps the keys and values of the
+    earlier tokens in a self-attention cache, and the keys and values of
+    the encoded source are projected once, before the loop. That needs a
+    decoder that is a plain stack (see `cacheable_decoder_layers`); the
+    result is the same as recomputing the whole prefix at every step.
 
     Args:
         encoder: Keras model, `source_ids -> encoded` (see the module
@@ -54,6 +67,10 @@ def decode(
         end_id: int. Id of the end token.
         sampler: a `keras_hub.samplers.Sampler`. Defaults to `None`, which
             uses `keras_hub.samplers.GreedySampler()`.
+        use_cache: bool or `None`. `True` decodes with a key/value cache
+            (and raises if the decoder is not a stack that allows it),
+            `False` recomputes the whole prefix at every step. Defaults to
+            `None`: the cache whenever the decoder allows it.
 
     Returns:
         `(batch, max_length)` int32 ids: `start_id`, the translation, then
@@ -70,6 +87,20 @@ def decode(
             "`max_length` expected an integer >= 2 (the start token and at "
             f"least one more). Received: max_length={max_length!r}"
         )
+    if use_cache not in (None, True, False):
+        raise ValueError(
+            "`use_cache` expected None, True or False. "
+            f"Received: use_cache={use_cache!r}"
+        )
+    layers = None if use_cache is False else cacheable_decoder_layers(decoder)
+    if use_cache and layers is None:
+        raise ValueError(
+            "`use_cache=True` expected a decoder that is a stack of "
+            "Embedding, SinusoidalPositionEncoding, TransformerDecoderBlock "
+            "layers and a Dense layer (see `cacheable_decoder_layers`). "
+            f"Received: decoder={decoder.name!r} with layers "
+            f"{[type(layer).__name__ for layer in decoder.layers]}"
+        )
     sampler = sampler or keras_hub.samplers.GreedySampler()
     source_ids = ops.convert_to_tensor(source_ids, "int32")
     source_mask = ops.not_equal(source_ids, 0)
@@ -85,23 +116,128 @@ def decode(
         # Every step reruns the decoder on the whole fixed-length buffer; the
         # causal mask keeps position index - 1 from seeing later positions.
         logits = decoder([prompt, encoded, source_mask], training=False)
-        logits = ops.cast(logits[:, index - 1, :], "float32")  # (b, v)
-        vocabulary = ops.arange(ops.shape(logits)[-1])
-        forbidden = ops.logical_or(vocabulary == 0, vocabulary == start_id)
-        logits = ops.where(forbidden[None], _FORBIDDEN_LOGIT, logits)
-        emitted = ops.arange(max_length)[None] < index  # (1, max_length)
-        done = ops.any(ops.logical_and(prompt == end_id, emitted), axis=1)
-        padding_only = ops.where(vocabulary == 0, 0.0, _FORBIDDEN_LOGIT)
-        logits = ops.where(done[:, None], padding_only[None], logits)
-        return logits, None, cache
+        logits = logits[:, index - 1, :]  # (b, v)
+        return _allowed(logits, prompt, index, start_id, end_id), None, cache
 
+    def next_logits_cached(prompt, cache, index):
+        self_caches, cross_caches, source_mask = cache
+        embedding, position, blocks, logits_layer = layers
+        # Only the newest token goes through the layers: (b, 1).
+        token = ops.slice(prompt, (0, index - 1), (ops.shape(prompt)[0], 1))
+        x = position(embedding(token), start_index=index - 1)
+        new_caches = []
+        for block, self_cache, cross_cache in zip(
+            blocks, self_caches, cross_caches
+        ):
+            x, self_cache, _ = block(
+                x,
+                encoder_padding_mask=source_mask,
+                self_attention_cache=self_cache,
+                self_attention_cache_update_index=index - 1,
+                cross_attention_cache=cross_cache,
+                training=False,
+            )
+            new_caches.append(self_cache)
+        logits = logits_layer(x)[:, 0, :]  # (b, v)
+        cache = (tuple(new_caches), cross_caches, source_mask)
+        return _allowed(logits, prompt, index, start_id, end_id), None, cache
+
+    if layers is None:
+        step, cache = next_logits, (encoded, source_mask)
+    else:
+        blocks = layers[2]
+        # Per block: a (b, 2, n, max_length, h) self-attention cache filled
+        # step by step, and the (b, 2, n, s, h) keys and values of the
+        # source. All batch first, so a beam search can reorder them.
+        cache = (
+            tuple(b.get_initial_cache(batch_size, max_length) for b in blocks),
+            tuple(b.compute_cross_attention_cache(encoded) for b in blocks),
+            source_mask,
+        )
+        step = next_logits_cached
     return sampler(
-        next_logits,
-        prompt,
-        cache=(encoded, source_mask),
-        index=1,
-        stop_token_ids=(end_id,),
+        step, prompt, cache=cache, index=1, stop_token_ids=(end_id,)
     )
+
+
+def _allowed(logits, prompt, index, start_id, end_id):
+    """float32 `(b, v)` logits with the tokens a step may not emit forbidden.
+
+    Padding and the start token are never emitted; a sequence that has
+    emitted `end_id` before `index` emits only padding.
+    """
+    logits = ops.cast(logits, "float32")
+    vocabulary = ops.arange(ops.shape(logits)[-1])
+    forbidden = ops.logical_or(vocabulary == 0, vocabulary == start_id)
+    logits = ops.where(forbidden[None], _FORBIDDEN_LOGIT, logits)
+    emitted = ops.arange(ops.shape(prompt)[1])[None] < index  # (1, length)
+    done = ops.any(ops.logical_and(prompt == end_id, emitted), axis=1)
+    padding_only = ops.where(vocabulary == 0, 0.0, _FORBIDDEN_LOGIT)
+    return ops.where(done[:, None], padding_only[None], logits)
+
+
+def cacheable_decoder_layers(decoder):
+    """The layers of `decoder` that `decode` runs with a key/value cache.
+
+    A decoder qualifies when it is the plain stack that
+    `examples/translate.py` builds: `target_ids -> Embedding ->
+    SinusoidalPositionEncoding -> TransformerDecoderBlock(x, encoded,
+    encoder_padding_mask=source_mask) -> ... -> Dense -> logits`, with
+    nothing else in between. Any other decoder is decoded by recomputing
+    the whole prefix at every step.
+
+    Args:
+        decoder: Keras model, `[target_ids, encoded, source_mask] -> logits`.
+
+    Returns:
+        `(embedding, position_encoding, blocks, logits_layer)`, `blocks` a
+        list of `TransformerDecoderBlock`, or `None` when `decoder` is not
+        such a stack.
+    """
+    inputs = getattr(decoder, "inputs", None)
+    if not isinstance(inputs, (list, tuple)) or len(inputs) != 3:
+        return None
+    target, encoded, source_mask = inputs
+    layers = [
+        layer for layer in decoder.layers
+        if not isinstance(layer, keras.layers.InputLayer)
+    ]
+    if len(layers) < 4:
+        return None
+    embedding, position, *blocks, logits_layer = layers
+    expected = [
+        (embedding, keras.layers.Embedding),
+        (position, SinusoidalPositionEncoding),
+        (logits_layer, keras.layers.Dense),
+        *((block, TransformerDecoderBlock) for block in blocks),
+    ]
+    if any(not isinstance(layer, cls) for layer, cls in expected):
+        return None
+    # Follow the graph: each layer called once, on the previous output.
+    x = target
+    for layer in layers:
+        if len(layer._inbound_nodes) != 1:
+            return None
+        node = layer._inbound_nodes[0]
+        args, kwargs = node.arguments.args, dict(node.arguments.kwargs)
+        if not args or args[0] is not x:
+            return None
+        if isinstance(layer, TransformerDecoderBlock):
+            source = args[1] if len(args) > 1 else kwargs.pop(
+                "encoder_sequence", None
+            )
+            if len(args) > 2 or source is not encoded or kwargs.pop(
+                "encoder_padding_mask", None
+            ) is not source_mask:
+                return None
+        if len(args) > 1 and not isinstance(layer, TransformerDecoderBlock):
+            return None
+        if kwargs:
+            return None
+        x = node.outputs[0]
+    if x is not decoder.outputs[0] or len(decoder.outputs) != 1:
+        return None
+    return embedding, position, blocks, logits_layer
 
 
 def ids_to_text(ids, vocabulary, end_id):
@@ -177,6 +313,13 @@ def export_translator(
     """
     import tensorflow as tf
 
+    if keras.backend.backend() != "tensorflow":
+        # The SavedModel is a TensorFlow graph of the models' own ops.
+        raise ValueError(
+            "`export_translator` needs the TensorFlow backend "
+            "(KERAS_BACKEND=tensorflow). "
+            f"Received: backend={keras.backend.backend()!r}"
+        )
     path = os.path.abspath(os.fspath(path))
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(

@@ -91,7 +91,9 @@ class MultiHeadAttention(keras.layers.Layer):
 
     Call arguments:
         query: `(batch, query_length, query_width)` tensor.
-        value: `(batch, key_length, value_width)` tensor.
+        value: `(batch, key_length, value_width)` tensor. May be `None`
+            when the keys and values come from a `cache` with
+            `cache_update_index=None`.
         key: optional `(batch, key_length, key_width)` tensor; defaults to
             `value`.
         query_mask: optional `(batch, query_length)` boolean padding mask;
@@ -229,15 +231,15 @@ class MultiHeadAttention(keras.layers.Layer):
         self.output_dense.build(heads_shape)
 
     def _sublayer_kwargs(self):
-        return dict(
-            kernel_initializer=clone_initializer(self.kernel_initializer),
-            bias_initializer=clone_initializer(self.bias_initializer),
-            kernel_regularizer=self.kernel_regularizer,
-            bias_regularizer=self.bias_regularizer,
-            kernel_constraint=self.kernel_constraint,
-            bias_constraint=self.bias_constraint,
-            dtype=self.dtype_policy,
-        )
+        return {
+            "kernel_initializer": clone_initializer(self.kernel_initializer),
+            "bias_initializer": clone_initializer(self.bias_initializer),
+            "kernel_regularizer": self.kernel_regularizer,
+            "bias_regularizer": self.bias_regularizer,
+            "kernel_constraint": self.kernel_constraint,
+            "bias_constraint": self.bias_constraint,
+            "dtype": self.dtype_policy,
+        }
 
     def build(self, query_shape, value_shape, key_shape=None):
         self._resolve_dims(check_sequence_shape("query", query_shape))
@@ -253,7 +255,9 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def _check_call_inputs(self, query, value, key, value_mask):
         """Dtypes, widths and matching sizes, before any backend op runs."""
-        inputs = {"query": query, "value": value}
+        inputs = {"query": query}
+        if value is not None:
+            inputs["value"] = value
         if key is not None:
             inputs["key"] = key
         widths = {
@@ -268,14 +272,15 @@ class MultiHeadAttention(keras.layers.Layer):
         check_matching_dim("batch size", 0, **shapes)
         shapes.pop("query")
         check_matching_dim("sequence length", 1, **shapes)
-        check_mask_shape(
-            "value_mask", value_mask, (value.shape[0], value.shape[1])
-        )
+        if value is not None:
+            check_mask_shape(
+                "value_mask", value_mask, (value.shape[0], value.shape[1])
+            )
 
     def call(
         self,
         query,
-        value,
+        value=None,
         key=None,
         query_mask=None,
         value_mask=None,
@@ -286,6 +291,13 @@ class MultiHeadAttention(keras.layers.Layer):
         cache=None,
         cache_update_index=None,
     ):
+        if value is None and (cache is None or cache_update_index is not None):
+            raise ValueError(
+                "`value` may only be omitted when the keys and values come "
+                "from a `cache` (with cache_update_index=None). Received: "
+                f"value=None, cache={cache if cache is None else cache.shape}, "
+                f"cache_update_index={cache_update_index}"
+            )
         self._check_call_inputs(query, value, key, value_mask)
         key = value if key is None else key
         key_mask = value_mask if key_mask is None else key_mask

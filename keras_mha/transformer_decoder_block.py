@@ -54,6 +54,22 @@ class TransformerDecoderBlock(TransformerBlock):
         decoder_attention_mask: optional boolean mask of shape
             `(batch, target_length, target_length)`, combined with the causal
             mask.
+        self_attention_cache: optional `(batch, 2, num_heads, max_length,
+            head_dim)` key/value cache of the self-attention, from
+            `get_initial_cache`, for step-by-step decoding. The keys and
+            values of `decoder_sequence` are written into it at
+            `self_attention_cache_update_index`, and the queries attend to
+            the cached positions up to their own. `decoder_padding_mask`
+            then only masks the new positions as queries;
+            `decoder_attention_mask` has shape
+            `(batch, target_length, max_length)`.
+        self_attention_cache_update_index: int or integer scalar tensor,
+            the position of the first element of `decoder_sequence`;
+            required with a `self_attention_cache`.
+        cross_attention_cache: optional `(batch, 2, num_heads,
+            source_length, head_dim)` keys and values of the encoder
+            output, from `compute_cross_attention_cache`. With it,
+            `encoder_sequence` may be `None`.
         training: bool. Whether dropout is active.
         return_attention_scores: bool. Whether to also return the attention
             probabilities. Defaults to `False`.
@@ -62,8 +78,14 @@ class TransformerDecoderBlock(TransformerBlock):
         `(batch, target_length, width)` tensor carrying the decoder mask.
         With `return_attention_scores=True`, a tuple that also holds the
         self-attention probabilities `(batch, num_heads, target_length,
-        target_length)` and, with an encoder sequence, the cross-attention
-        probabilities `(batch, num_heads, target_length, source_length)`.
+        target_length)` (`max_length` keys with a cache) and, with
+        cross-attention, the cross-attention probabilities `(batch,
+        num_heads, target_length, source_length)`. With a
+        `self_attention_cache`, the updated self-attention cache and, with
+        cross-attention, the cross-attention cache (the given one, or the
+        one computed from `encoder_sequence`) come last:
+        `(outputs, [self_scores, [cross_scores]], self_attention_cache,
+        [cross_attention_cache])`.
 
     Example:
 
@@ -74,6 +96,21 @@ class TransformerDecoderBlock(TransformerBlock):
     ... )
     >>> tuple(x.shape)
     (None, None, 64)
+
+    Cached decoding, one token at a time:
+
+    >>> block = keras_mha.TransformerDecoderBlock(4, intermediate_dim=32)
+    >>> target = keras.random.normal((2, 6, 16))
+    >>> source = keras.random.normal((2, 7, 16))
+    >>> full = block(target, source)
+    >>> cache = block.get_initial_cache(batch_size=2, max_length=6)
+    >>> cross_cache = block.compute_cross_attention_cache(source)
+    >>> for i in range(6):
+    ...     y, cache, cross_cache = block(
+    ...         target[:, i:i + 1], self_attention_cache=cache,
+    ...         self_attention_cache_update_index=i,
+    ...         cross_attention_cache=cross_cache,
+    ...     )
 
     References:
         - [Vaswani et al., 2017](https://arxiv.org/abs/1706.03762)
@@ -106,20 +143,74 @@ class TransformerDecoderBlock(TransformerBlock):
         decoder_padding_mask=None,
         encoder_padding_mask=None,
         decoder_attention_mask=None,
+        self_attention_cache=None,
+        self_attention_cache_update_index=None,
+        cross_attention_cache=None,
         training=None,
         return_attention_scores=False,
     ):
+        decoder_padding_mask = self._check_inputs(
+            decoder_sequence, encoder_sequence, decoder_padding_mask,
+            decoder_attention_mask, self_attention_cache,
+            cross_attention_cache,
+        )
+        x, (self_scores, self_attention_cache) = self._residual(
+            decoder_sequence,
+            self.self_attention_norm,
+            self.self_attention_dropout,
+            lambda y: _call_attention(
+                self.self_attention, return_attention_scores, y,
+                mask=decoder_padding_mask,
+                attention_mask=decoder_attention_mask,
+                training=training,
+                cache=self_attention_cache,
+                cache_update_index=self_attention_cache_update_index,
+            ),
+            training,
+        )
+        scores, caches = (self_scores,), (self_attention_cache,)
+        if self._has_cross_attention:
+            if cross_attention_cache is None and caches[0] is not None:
+                # Returned with the self-attention cache, for the next step.
+                cross_attention_cache = self.compute_cross_attention_cache(
+                    encoder_sequence
+                )
+            x, (cross_scores, cross_attention_cache) = self._cross_attention(
+                x, encoder_sequence, decoder_padding_mask,
+                encoder_padding_mask, cross_attention_cache, training,
+                return_attention_scores,
+            )
+            scores += (cross_scores,)
+            caches += (cross_attention_cache,)
+        x, _ = self._ffn_sublayer(x, training)
+        results = (x, *(scores if return_attention_scores else ()))
+        if self_attention_cache is not None:
+            results += caches
+        return results[0] if len(results) == 1 else results
+
+    def _check_inputs(
+        self, decoder_sequence, encoder_sequence, decoder_padding_mask,
+        decoder_attention_mask, self_cache, cross_cache,
+    ):
+        """Checks the inputs; returns the decoder padding mask to use."""
         check_float_dtype("decoder_sequence", decoder_sequence)
         check_sequence_shape(
             "decoder_sequence", decoder_sequence.shape, self._width
         )
-        if (encoder_sequence is not None) != self._has_cross_attention:
+        has_source = encoder_sequence is not None or cross_cache is not None
+        if has_source != self._has_cross_attention:
             raise ValueError(
-                "`encoder_sequence` must be given on every call if and only "
-                "if it was given when the block was first called (built). "
-                f"Built with cross-attention: {self._has_cross_attention}. "
-                "Received: encoder_sequence="
-                f"{None if encoder_sequence is None else encoder_sequence.shape}"
+                "`encoder_sequence` (or a `cross_attention_cache`) must be "
+                "given on every call if and only if `encoder_sequence` was "
+                "given when the block was first called (built). Built with "
+                f"cross-attention: {self._has_cross_attention}. "
+                f"Received: encoder_sequence={_shape(encoder_sequence)}, "
+                f"cross_attention_cache={_shape(cross_cache)}"
+            )
+        if encoder_sequence is not None:
+            check_float_dtype("encoder_sequence", encoder_sequence)
+            check_sequence_shape(
+                "encoder_sequence", encoder_sequence.shape, self._encoder_width
             )
         if decoder_padding_mask is None:
             decoder_padding_mask = get_keras_mask(decoder_sequence)
@@ -127,67 +218,147 @@ class TransformerDecoderBlock(TransformerBlock):
         check_mask_shape(
             "decoder_padding_mask", decoder_padding_mask, (batch, length)
         )
+        # With a cache, the queries attend over all its positions.
+        keys = length if self_cache is None else self_cache.shape[3]
         check_mask_shape(
             "decoder_attention_mask",
             decoder_attention_mask,
-            (batch, length, length),
-            (batch, 1, length, length),
-            (batch, self.num_heads, length, length),
+            (batch, length, keys),
+            (batch, 1, length, keys),
+            (batch, self.num_heads, length, keys),
         )
-        x, self_scores = self._self_attention_sublayer(
-            decoder_sequence, decoder_padding_mask, decoder_attention_mask,
-            training, return_attention_scores,
+        return decoder_padding_mask
+
+    def _cross_attention(
+        self, x, encoder_sequence, decoder_padding_mask, encoder_padding_mask,
+        cache, training, return_scores,
+    ):
+        """Cross-attention with Add & Norm; returns `(x, (scores, cache))`.
+
+        With a `cache`, the encoder's keys and values come from it and
+        `encoder_sequence` may be `None`.
+        """
+        if encoder_padding_mask is None and encoder_sequence is not None:
+            encoder_padding_mask = get_keras_mask(encoder_sequence)
+        source_length = (
+            encoder_sequence.shape[1] if cache is None else cache.shape[3]
         )
-        scores = (self_scores,)
-        if self._has_cross_attention:
-            check_float_dtype("encoder_sequence", encoder_sequence)
-            check_sequence_shape(
-                "encoder_sequence", encoder_sequence.shape, self._encoder_width
+        check_mask_shape(
+            "encoder_padding_mask",
+            encoder_padding_mask,
+            (x.shape[0], source_length),
+        )
+        return self._residual(
+            x,
+            self.cross_attention_norm,
+            self.cross_attention_dropout,
+            lambda y: _call_attention(
+                self.cross_attention, return_scores, y,
+                None if cache is not None else encoder_sequence,
+                query_mask=decoder_padding_mask,
+                value_mask=encoder_padding_mask,
+                training=training,
+                cache=cache,
+            ),
+            training,
+        )
+
+    def get_initial_cache(self, batch_size, max_length):
+        """An empty self-attention cache for decoding up to `max_length`.
+
+        Args:
+            batch_size: int. Number of sequences decoded together.
+            max_length: int. Number of positions the cache holds.
+
+        Returns:
+            A `(batch_size, 2, num_heads, max_length, head_dim)` tensor of
+            zeros: keys (`[:, 0]`) and values (`[:, 1]`), heads first.
+        """
+        self._check_built("get_initial_cache")
+        return self.self_attention.get_initial_cache(batch_size, max_length)
+
+    def compute_cross_attention_cache(self, encoder_sequence):
+        """The cross-attention keys and values of an encoder output.
+
+        The encoder output is the same at every decoding step, so its keys
+        and values are projected once and passed as `cross_attention_cache`.
+
+        Args:
+            encoder_sequence: `(batch, source_length, encoder_width)` tensor.
+
+        Returns:
+            A `(batch, 2, num_heads, source_length, head_dim)` tensor.
+        """
+        self._check_built("compute_cross_attention_cache")
+        if not self._has_cross_attention:
+            raise ValueError(
+                "`compute_cross_attention_cache` needs a block with "
+                "cross-attention: call it with an `encoder_sequence` first. "
+                f"Received: block {self.name} built without cross-attention"
             )
-            if encoder_padding_mask is None:
-                encoder_padding_mask = get_keras_mask(encoder_sequence)
-            check_mask_shape(
-                "encoder_padding_mask",
-                encoder_padding_mask,
-                tuple(encoder_sequence.shape[:2]),
+        return self.cross_attention.compute_cache(encoder_sequence)
+
+    def _check_built(self, method):
+        if not self.built:
+            raise ValueError(
+                f"`{method}` needs a built block: call the block once first. "
+                f"Received: block {self.name} with built=False"
             )
-            x, cross_scores = self._residual(
-                x,
-                self.cross_attention_norm,
-                self.cross_attention_dropout,
-                lambda y: call_attention(
-                    self.cross_attention,
-                    return_attention_scores,
-                    y,
-                    encoder_sequence,
-                    query_mask=decoder_padding_mask,
-                    value_mask=encoder_padding_mask,
-                    training=training,
-                ),
-                training,
-            )
-            scores += (cross_scores,)
-        x, _ = self._ffn_sublayer(x, training)
-        return (x, *scores) if return_attention_scores else x
 
     def compute_output_spec(
         self,
         decoder_sequence,
         encoder_sequence=None,
+        self_attention_cache=None,
+        cross_attention_cache=None,
         return_attention_scores=False,
         **kwargs,
     ):
-        output = keras.KerasTensor(
-            decoder_sequence.shape, dtype=self.compute_dtype
-        )
-        if not return_attention_scores:
-            return output
+        results = [
+            keras.KerasTensor(decoder_sequence.shape, dtype=self.compute_dtype)
+        ]
         batch, length = decoder_sequence.shape[:2]
-        outputs = [output]
+        caches = [self_attention_cache]
         sources = [decoder_sequence]
-        if encoder_sequence is not None:
+        if self._has_cross_attention:
+            if cross_attention_cache is None and encoder_sequence is not None:
+                cross_attention_cache = keras.KerasTensor(
+                    (batch, 2, self.num_heads, encoder_sequence.shape[1],
+                     self._width // self.num_heads),
+                    dtype=self.compute_dtype,
+                )
+            caches.append(cross_attention_cache)
             sources.append(encoder_sequence)
-        for source in sources:
-            shape = (batch, self.num_heads, length, source.shape[1])
-            outputs.append(keras.KerasTensor(shape, dtype=self.compute_dtype))
-        return tuple(outputs)
+        if return_attention_scores:
+            for source, cache in zip(sources, caches):
+                keys = source.shape[1] if cache is None else cache.shape[3]
+                shape = (batch, self.num_heads, length, keys)
+                results.append(
+                    keras.KerasTensor(shape, dtype=self.compute_dtype)
+                )
+        if self_attention_cache is not None:
+            results += [
+                keras.KerasTensor(cache.shape, dtype=cache.dtype)
+                for cache in caches
+            ]
+        return results[0] if len(results) == 1 else tuple(results)
+
+
+def _call_attention(layer, return_scores, *args, cache=None, **kwargs):
+    """Calls an attention layer; returns `(outputs, (scores, cache))`.
+
+    `scores` is `None` unless `return_scores`, and `cache` is `None`
+    unless one is passed.
+    """
+    if cache is None:
+        outputs, scores = call_attention(layer, return_scores, *args, **kwargs)
+        return outputs, (scores, None)
+    results = layer(
+        *args, cache=cache, return_attention_scores=return_scores, **kwargs
+    )
+    scores = results[1] if return_scores else None
+    return results[0], (scores, results[-1])
+
+
+def _shape(x):
+    return None if x is None else tuple(x.shape)

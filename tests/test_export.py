@@ -8,10 +8,13 @@ import subprocess
 import sys
 
 import keras
+import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_mha.export import cacheable_decoder_layers
+from keras_mha.export import decode
 from keras_mha.export import export_translator
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
@@ -41,6 +44,10 @@ for batch in json.loads(sys.argv[2]):
 print(json.dumps(results))
 """
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+TF_ONLY = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the SavedModel export runs TensorFlow ops: TensorFlow backend only",
+)
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +100,7 @@ def serve(path, batches):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@TF_ONLY
 def test_served_translations_equal_the_python_model(expected, exported):
     # The test means something only if translations differ by sentence.
     assert len(set(expected.values())) > 3, expected
@@ -107,6 +115,7 @@ def test_python_batches_equal_single_sentences(translator, expected):
     assert batched == [expected[sentence] for sentence in SENTENCES]
 
 
+@TF_ONLY
 def test_saved_model_cli_runs_the_export(expected, exported, tmp_path):
     sentences = [SHORT[0], LONG[0]]
     result = subprocess.run(
@@ -126,6 +135,7 @@ def test_saved_model_cli_runs_the_export(expected, exported, tmp_path):
     ]
 
 
+@TF_ONLY
 def test_export_refuses_an_existing_path(translator, tmp_path):
     path = tmp_path / "translator"
     path.mkdir()
@@ -156,6 +166,7 @@ def fail_saving(*args, **kwargs):
     raise OSError("No space left on device")
 
 
+@TF_ONLY
 def test_failed_export_leaves_nothing_behind(translator, tmp_path, monkeypatch):
     monkeypatch.setattr(tf.saved_model, "save", fail_saving)
     with pytest.raises(OSError, match="No space left"):
@@ -163,6 +174,7 @@ def test_failed_export_leaves_nothing_behind(translator, tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+@TF_ONLY
 @pytest.mark.parametrize("failure", ["save", "rename"])
 def test_failed_export_keeps_the_existing_export(
     translator, exported, tmp_path, monkeypatch, failure
@@ -191,6 +203,7 @@ def test_failed_export_keeps_the_existing_export(
     assert snapshot(path) == before
 
 
+@TF_ONLY
 def test_export_rejects_a_vocabulary_without_the_end_token(
     translator, tmp_path
 ):
@@ -199,3 +212,111 @@ def test_export_rejects_a_vocabulary_without_the_end_token(
         export_translator(tmp_path / "t", encoder, decoder, source_vectorizer,
                           vocabulary, end_token="<eos>")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "tensorflow",
+    reason="checks the error given on the other backends",
+)
+def test_export_needs_the_tensorflow_backend(translator, tmp_path):
+    encoder, decoder, source_vectorizer, vocabulary = translator
+    with pytest.raises(ValueError, match="needs the TensorFlow backend"):
+        export_translator(tmp_path / "t", encoder, decoder, source_vectorizer,
+                          vocabulary)
+    assert os.listdir(tmp_path) == []
+
+
+def _decode_both_ways(encoder, decoder, source_ids, vocabulary, sampler):
+    start_id, end_id = vocabulary.index("[start]"), vocabulary.index("[end]")
+    return [
+        keras.ops.convert_to_numpy(
+            decode(encoder, decoder, source_ids, MAX_LENGTH, start_id, end_id,
+                   sampler=sampler, use_cache=use_cache)
+        )
+        for use_cache in (True, False)
+    ]
+
+
+@pytest.fixture(scope="module")
+def untrained():
+    """A random translator: long outputs that differ by sentence."""
+    keras.utils.set_random_seed(2)
+    source_vectorizer = translate.make_vectorizer()
+    source_vectorizer.adapt(SENTENCES)
+    vocabulary = ["", "[UNK]", "[start]", "[end]"]
+    vocabulary += [f"w{i}" for i in range(20)]
+    model, encoder, decoder = translate.build_translator(
+        source_vectorizer.vocabulary_size(), len(vocabulary),
+        hidden_dim=16, num_heads=2, intermediate_dim=16, num_layers=2,
+        dropout=0.0,
+    )
+    # Never emit the end token, whatever the backend's random weights: every
+    # output then runs to the last step.
+    logits = decoder.get_layer("logits")
+    bias = keras.ops.convert_to_numpy(logits.bias)
+    bias[vocabulary.index("[end]")] = -1e3
+    logits.bias.assign(bias)
+    return model, encoder, decoder, source_vectorizer, vocabulary
+
+
+@pytest.mark.parametrize("beams", [1, 3], ids=["greedy", "beam"])
+@pytest.mark.parametrize("model", ["trained", "untrained"])
+def test_cached_decoding_equals_recomputing_the_prefix(
+    translator, untrained, model, beams
+):
+    if model == "trained":
+        encoder, decoder, source_vectorizer, vocabulary = translator
+    else:
+        _, encoder, decoder, source_vectorizer, vocabulary = untrained
+    assert cacheable_decoder_layers(decoder) is not None
+    sampler = keras_hub.samplers.BeamSampler(beams) if beams > 1 else None
+    cached, recomputed = _decode_both_ways(
+        encoder, decoder, source_vectorizer(np.array(SENTENCES)), vocabulary,
+        sampler,
+    )
+    np.testing.assert_array_equal(cached, recomputed)
+    if model == "untrained":  # Long outputs: the cache is used at each step.
+        assert np.all(cached[:, -1] != 0)
+
+
+def test_reloaded_translator_still_decodes_with_the_cache(untrained, tmp_path):
+    model, _, _, source_vectorizer, vocabulary = untrained
+    path = tmp_path / "translator.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    decoder = reloaded.get_layer("decoder")
+    decoder.supports_masking = True  # As in `translate.load_translator`.
+    assert cacheable_decoder_layers(decoder) is not None
+    source_ids = source_vectorizer(np.array(SENTENCES[:3]))
+    cached, recomputed = _decode_both_ways(
+        reloaded.get_layer("encoder"), decoder, source_ids, vocabulary, None
+    )
+    np.testing.assert_array_equal(cached, recomputed)
+
+
+def test_a_decoder_that_is_not_a_plain_stack_recomputes_the_prefix(untrained):
+    _, encoder, decoder, source_vectorizer, vocabulary = untrained
+    target, encoded, source_mask = (
+        keras.Input(x.shape[1:], dtype=x.dtype) for x in decoder.inputs
+    )
+    # A scaled copy of the decoder: the same outputs up to a factor, but
+    # not a stack of layers `decode` knows how to cache.
+    logits = keras.layers.Rescaling(2.0)(
+        decoder([target, encoded, source_mask])
+    )
+    wrapped = keras.Model([target, encoded, source_mask], logits)
+    wrapped.supports_masking = True
+    assert cacheable_decoder_layers(wrapped) is None
+    source_ids = source_vectorizer(np.array(SENTENCES[:3]))
+    start_id, end_id = vocabulary.index("[start]"), vocabulary.index("[end]")
+    ids = decode(encoder, wrapped, source_ids, MAX_LENGTH, start_id, end_id)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(ids),
+        _decode_both_ways(encoder, decoder, source_ids, vocabulary, None)[0],
+    )
+    with pytest.raises(ValueError, match="use_cache=True"):
+        decode(encoder, wrapped, source_ids, MAX_LENGTH, start_id, end_id,
+               use_cache=True)
+    with pytest.raises(ValueError, match="use_cache='yes'"):
+        decode(encoder, decoder, source_ids, MAX_LENGTH, start_id, end_id,
+               use_cache="yes")

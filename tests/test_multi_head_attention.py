@@ -118,3 +118,64 @@ def test_bad_mask_shape():
         layer(_query(), _value(), value_mask=np.ones((BATCH, 5), bool))
     with pytest.raises(ValueError, match=r"attention_mask.*\(2, 5, 5\)"):
         layer(_query(), _value(), attention_mask=np.ones((BATCH, 5, 5), bool))
+
+
+def test_cross_attention_with_compute_cache_equals_uncached():
+    layer = keras_mha.MultiHeadAttention(
+        HEADS, bias_initializer="random_normal"
+    )
+    query, value = _query(), _value()
+    value_mask = np.array([[1, 1, 0, 0], [1, 1, 1, 1]], bool)
+    expected = _np(layer(query, value, value_mask=value_mask))
+    cache = layer.compute_cache(value)
+    assert tuple(cache.shape) == (BATCH, 2, HEADS, KEY_LEN, WIDTH // HEADS)
+    # The whole query at once, and one query position at a time; `value`
+    # is only read for its shape, the keys and values come from the cache.
+    outputs, same_cache = layer(
+        query, value, value_mask=value_mask, cache=cache
+    )
+    np.testing.assert_allclose(_np(outputs), expected, atol=1e-5)
+    np.testing.assert_array_equal(_np(same_cache), _np(cache))
+    steps = [
+        _np(
+            layer(
+                query[:, i : i + 1], value, value_mask=value_mask, cache=cache
+            )[0]
+        )
+        for i in range(QUERY_LEN)
+    ]
+    np.testing.assert_allclose(np.concatenate(steps, 1), expected, atol=1e-5)
+    # With a cache, `value` may be left out.
+    outputs, _ = layer(query, value_mask=value_mask, cache=cache)
+    np.testing.assert_allclose(_np(outputs), expected, atol=1e-5)
+
+
+def test_cached_causal_self_attention_equals_full_sequence():
+    # MultiHeadAttention used as self-attention, with a cache it fills.
+    layer = keras_mha.MultiHeadAttention(HEADS, use_causal_mask=True)
+    query = _query()
+    expected = _np(layer(query, query))
+    cache = ops.zeros((BATCH, 2, HEADS, QUERY_LEN, WIDTH // HEADS))
+    steps = []
+    for i in range(QUERY_LEN):
+        token = query[:, i : i + 1]
+        out, cache = layer(token, token, cache=cache, cache_update_index=i)
+        steps.append(_np(out))
+    np.testing.assert_allclose(np.concatenate(steps, 1), expected, atol=1e-5)
+
+
+def test_bad_caches():
+    layer = keras_mha.MultiHeadAttention(HEADS)
+    with pytest.raises(ValueError, match="built=False"):
+        layer.compute_cache(_value())
+    layer(_query(), _value())
+    with pytest.raises(ValueError, match="value=None, cache=None"):
+        layer(_query())
+    with pytest.raises(ValueError, match="cache_update_index=2"):
+        layer(_query(), _value(), cache_update_index=2)
+    with pytest.raises(ValueError, match=r"cache.shape=\(2, 2, 3, 4, 5\)"):
+        layer(_query(), _value(), cache=np.zeros((2, 2, 3, 4, 5), "float32"))
+    uneven = keras_mha.MultiHeadAttention(HEADS, key_dim=2, value_dim=6)
+    uneven(_query(), _value())
+    with pytest.raises(ValueError, match="key_dim=2, value_dim=6"):
+        uneven.compute_cache(_value())

@@ -203,11 +203,10 @@ def test_causal_only_passes_is_causal_instead_of_a_mask(monkeypatch):
     assert spy.calls == [{"mask": None, "is_causal": True, "flash_attention": None}]
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason="TensorFlow is the backend without a fused attention kernel",
-)
-def test_tensorflow_defaults_to_the_explicit_path(monkeypatch):
+def test_tensorflow_alone_defaults_to_the_explicit_path(monkeypatch):
+    assert _attention._backend_has_fused_kernel() == (
+        keras.backend.backend() != "tensorflow"
+    )
     # Keras's op is two einsums around a softmax on TensorFlow, slower than
     # the explicit heads-first matmuls, so it is only taken on request.
     spy = _Spy(monkeypatch, fused_backend=False)
@@ -272,3 +271,155 @@ def test_symbolic_scores_shape():
     out, scores = _layer()(x, return_attention_scores=True)
     assert tuple(out.shape) == (None, None, WIDTH)
     assert tuple(scores.shape) == (None, HEADS, None, None)
+
+
+def compiled(fn):
+    """`fn` compiled by the backend (XLA on TensorFlow and JAX)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=True)
+    if backend == "jax":
+        import jax
+
+        return jax.jit(fn)
+    return fn
+
+
+def _decode_with_cache(layer, x, steps, **kwargs):
+    """Runs `x` through `layer` in chunks of `steps` lengths with a cache."""
+    cache = layer.get_initial_cache(BATCH, x.shape[1])
+    outputs, index = [], 0
+    for step in steps:
+        out, cache = layer(
+            x[:, index : index + step],
+            cache=cache,
+            cache_update_index=index,
+            **kwargs,
+        )
+        outputs.append(_np(out))
+        index += step
+    return np.concatenate(outputs, axis=1), cache
+
+
+def _attention_inputs(layer, x):
+    from keras_mha._heads import project_fused_qkv
+
+    return project_fused_qkv(
+        layer.qkv_dense, x, layer._key_dim, layer._value_dim
+    )
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [(1,) * SEQ, (3, 1, 1), (2, 3)],
+    ids=["token_by_token", "prompt_then_tokens", "two_chunks"],
+)
+def test_cached_steps_equal_the_full_causal_sequence(steps):
+    layer = _layer(use_causal_mask=True)
+    x = _inputs()
+    expected = _np(layer(x))
+    outputs, cache = _decode_with_cache(layer, x, steps)
+    np.testing.assert_allclose(outputs, expected, atol=1e-5)
+    assert tuple(cache.shape) == (BATCH, 2, HEADS, SEQ, WIDTH // HEADS)
+    # The cache holds the keys and values of the full sequence.
+    _, k, v = _attention_inputs(layer, x)
+    np.testing.assert_allclose(_np(cache[:, 0]), _np(k), atol=1e-5)
+    np.testing.assert_allclose(_np(cache[:, 1]), _np(v), atol=1e-5)
+
+
+def test_cache_without_causal_mask_sees_only_written_positions():
+    # One token at a time, a non-causal layer sees the prefix written so far:
+    # the outputs of the causal layer with the same weights.
+    layer = _layer()
+    causal = _layer(use_causal_mask=True)
+    x = _inputs()
+    layer(x)
+    causal(x)
+    causal.set_weights(layer.get_weights())
+    outputs, _ = _decode_with_cache(layer, x, (1,) * SEQ)
+    np.testing.assert_allclose(outputs, _np(causal(x)), atol=1e-5)
+
+
+def test_cached_steps_return_scores_over_the_cache():
+    layer = _layer(use_causal_mask=True)
+    x = _inputs()
+    _, expected = layer(x, return_attention_scores=True)
+    cache = layer.get_initial_cache(BATCH, SEQ)
+    _out, scores, cache = layer(
+        x[:, :2],
+        cache=cache,
+        cache_update_index=0,
+        return_attention_scores=True,
+    )
+    assert tuple(scores.shape) == (BATCH, HEADS, 2, SEQ)
+    np.testing.assert_allclose(_np(scores), _np(expected)[:, :, :2], atol=1e-5)
+
+
+def test_compiled_decode_loop_with_a_static_cache():
+    layer = _layer(use_causal_mask=True)
+    x = _inputs()
+    expected = _np(layer(x))
+
+    @compiled
+    def decode(x):
+        def body(i, state):
+            outputs, cache = state
+            token = ops.slice(x, (0, i, 0), (BATCH, 1, WIDTH))
+            out, cache = layer(token, cache=cache, cache_update_index=i)
+            outputs = ops.slice_update(outputs, (0, i, 0), out)
+            return outputs, cache
+
+        state = (ops.zeros_like(x), layer.get_initial_cache(BATCH, SEQ))
+        return ops.fori_loop(0, SEQ, body, state)[0]
+
+    np.testing.assert_allclose(
+        _np(decode(ops.convert_to_tensor(x))), expected, atol=1e-5
+    )
+
+
+def test_symbolic_call_with_a_cache():
+    layer = _layer(use_causal_mask=True)
+    layer(_inputs())
+    cache = keras.Input((2, HEADS, 7, WIDTH // HEADS), batch_size=BATCH)
+    out, scores, new_cache = layer(
+        keras.Input((1, WIDTH), batch_size=BATCH),
+        cache=cache,
+        cache_update_index=0,
+        return_attention_scores=True,
+    )
+    assert tuple(out.shape) == (BATCH, 1, WIDTH)
+    assert tuple(scores.shape) == (BATCH, HEADS, 1, 7)
+    assert tuple(new_cache.shape) == tuple(cache.shape)
+
+
+def test_bad_caches():
+    layer = _layer(use_causal_mask=True)
+    x = _inputs()
+    layer(x)
+    with pytest.raises(ValueError, match="cache_update_index=None"):
+        layer(x, cache=layer.get_initial_cache(BATCH, SEQ))
+    bad = np.zeros((BATCH, 2, HEADS + 1, SEQ, WIDTH // HEADS), "float32")
+    with pytest.raises(
+        ValueError,
+        match=r"`cache` expected shape \(batch, 2, 3, length, 4\)"
+        r".*cache.shape=\(2, 2, 4, 5, 4\)",
+    ):
+        layer(x, cache=bad, cache_update_index=0)
+    with pytest.raises(ValueError, match="cache.shape=\\(2, 5, 4\\)"):
+        layer(
+            x, cache=np.zeros((BATCH, SEQ, 4), "float32"), cache_update_index=0
+        )
+    with pytest.raises(ValueError, match="built=False"):
+        _layer().get_initial_cache(BATCH, SEQ)
+    uneven = _layer(key_dim=2, value_dim=5)
+    uneven(x)
+    with pytest.raises(ValueError, match="key_dim=2, value_dim=5"):
+        uneven.get_initial_cache(BATCH, SEQ)
+    with pytest.raises(ValueError, match="key_dim=2, value_dim=5"):
+        uneven(
+            x,
+            cache=np.zeros((BATCH, 2, HEADS, SEQ, 2), "float32"),
+            cache_update_index=0,
+        )

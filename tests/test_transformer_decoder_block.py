@@ -49,7 +49,7 @@ def test_layer_conventions(inputs, num_weights, norm_first, tmp_path):
 
 def test_add_and_norm_structure():
     block = _block(bias_initializer="random_normal")
-    x, source = _target(), _source()
+    x, source = ops.convert_to_tensor(_target()), ops.convert_to_tensor(_source())
     out = _np(block(x, source))
     h = block.self_attention_norm(x + block.self_attention(x))
     h = block.cross_attention_norm(h + block.cross_attention(h, source))
@@ -111,7 +111,7 @@ def test_implicit_masks_of_both_inputs():
 
 def test_attention_scores():
     block = _block()
-    out, self_scores, cross_scores = block(
+    _out, self_scores, cross_scores = block(
         _target(), _source(), return_attention_scores=True
     )
     assert tuple(self_scores.shape) == (BATCH, HEADS, TARGET, TARGET)
@@ -161,3 +161,182 @@ def test_bad_inputs():
         _block()(
             _target(), _source(), encoder_padding_mask=np.ones((BATCH, 6), bool)
         )
+
+
+def _cached_decode(block, target, source, steps, **kwargs):
+    """Feeds `target` in chunks of `steps` lengths through the cached block."""
+    cache = block.get_initial_cache(BATCH, target.shape[1])
+    cross = {}
+    if source is not None:
+        cross["cross_attention_cache"] = block.compute_cross_attention_cache(
+            source
+        )
+    outputs, index = [], 0
+    for step in steps:
+        out, cache, *cross_cache = block(
+            target[:, index:index + step],
+            self_attention_cache=cache,
+            self_attention_cache_update_index=index,
+            **cross,
+            **kwargs,
+        )
+        if cross_cache:
+            np.testing.assert_array_equal(
+                _np(cross_cache[0]), _np(cross["cross_attention_cache"])
+            )
+        outputs.append(_np(out))
+        index += step
+    return np.concatenate(outputs, axis=1)
+
+
+@pytest.mark.parametrize(
+    "steps", [(1,) * TARGET, (3, 1, 1)], ids=["token_by_token", "prompt"]
+)
+@pytest.mark.parametrize("with_encoder", [True, False], ids=["cross", "decoder_only"])
+@pytest.mark.parametrize("norm_first", [False, True], ids=["post_ln", "pre_ln"])
+def test_cached_decoding_equals_the_full_sequence(steps, with_encoder, norm_first):
+    block = _block(norm_first=norm_first, bias_initializer="random_normal")
+    target = _target()
+    source = _source() if with_encoder else None
+    kwargs = {}
+    if with_encoder:  # Padding in the source of the first pair.
+        kwargs["encoder_padding_mask"] = np.array(
+            [[1, 1, 0, 0], [1, 1, 1, 1]], bool
+        )
+    full = block(target, source, **kwargs)
+    np.testing.assert_allclose(
+        _cached_decode(block, target, source, steps, **kwargs),
+        _np(full),
+        atol=1e-5,
+    )
+
+
+def test_first_cached_step_computes_the_cross_attention_cache():
+    block = _block()
+    target, source = _target(), _source()
+    full = _np(block(target, source))
+    cache = block.get_initial_cache(BATCH, TARGET)
+    out, cache, cross_cache = block(
+        target[:, :2], source, self_attention_cache=cache,
+        self_attention_cache_update_index=0,
+    )
+    np.testing.assert_allclose(
+        _np(cross_cache), _np(block.compute_cross_attention_cache(source)),
+        atol=1e-6,
+    )
+    out, cache, _ = block(
+        target[:, 2:], self_attention_cache=cache,
+        self_attention_cache_update_index=2, cross_attention_cache=cross_cache,
+    )
+    np.testing.assert_allclose(_np(out), full[:, 2:], atol=1e-5)
+
+
+def test_cached_call_returns_scores_before_the_caches():
+    block = _block()
+    target, source = _target(), _source()
+    _, full_self, full_cross = block(target, source, return_attention_scores=True)
+    _out, self_scores, cross_scores, cache, cross_cache = block(
+        target[:, :1],
+        self_attention_cache=block.get_initial_cache(BATCH, TARGET),
+        self_attention_cache_update_index=0,
+        cross_attention_cache=block.compute_cross_attention_cache(source),
+        return_attention_scores=True,
+    )
+    assert tuple(self_scores.shape) == (BATCH, HEADS, 1, TARGET)
+    assert tuple(cross_scores.shape) == (BATCH, HEADS, 1, SOURCE)
+    np.testing.assert_allclose(_np(self_scores), _np(full_self)[:, :, :1], atol=1e-5)
+    np.testing.assert_allclose(_np(cross_scores), _np(full_cross)[:, :, :1], atol=1e-5)
+    assert tuple(cache.shape) == (BATCH, 2, HEADS, TARGET, WIDTH // HEADS)
+    assert tuple(cross_cache.shape) == (BATCH, 2, HEADS, SOURCE, WIDTH // HEADS)
+
+
+def test_compiled_greedy_style_loop():
+    from tests.test_multi_head_self_attention import compiled
+
+    block = _block(norm_first=True)
+    target, source = _target(), _source()
+    expected = _np(block(target, source))
+
+    @compiled
+    def decode(target, source):
+        def body(i, state):
+            outputs, cache = state
+            token = ops.slice(target, (0, i, 0), (BATCH, 1, WIDTH))
+            out, cache, _ = block(
+                token, self_attention_cache=cache,
+                self_attention_cache_update_index=i,
+                cross_attention_cache=cross_cache,
+            )
+            return ops.slice_update(outputs, (0, i, 0), out), cache
+
+        cross_cache = block.compute_cross_attention_cache(source)
+        state = (ops.zeros_like(target), block.get_initial_cache(BATCH, TARGET))
+        return ops.fori_loop(0, TARGET, body, state)[0]
+
+    np.testing.assert_allclose(
+        _np(decode(ops.convert_to_tensor(target), ops.convert_to_tensor(source))),
+        expected,
+        atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("with_encoder", [True, False], ids=["cross", "decoder_only"])
+def test_symbolic_cached_call(with_encoder):
+    block = _block()
+    block(_target(), _source() if with_encoder else None)
+    head_dim = WIDTH // HEADS
+    cache = keras.Input((2, HEADS, 9, head_dim), batch_size=BATCH)
+    cross = {}
+    if with_encoder:
+        cross["cross_attention_cache"] = keras.Input(
+            (2, HEADS, 6, head_dim), batch_size=BATCH
+        )
+    results = block(
+        keras.Input((1, WIDTH), batch_size=BATCH),
+        self_attention_cache=cache,
+        self_attention_cache_update_index=0,
+        return_attention_scores=True,
+        **cross,
+    )
+    expected = [(BATCH, 1, WIDTH), (BATCH, HEADS, 1, 9)]
+    if with_encoder:
+        expected.append((BATCH, HEADS, 1, 6))
+    expected.append(tuple(cache.shape))
+    if with_encoder:
+        expected.append((BATCH, 2, HEADS, 6, head_dim))
+    assert [tuple(r.shape) for r in results] == expected
+    # Without a cache, the outputs alone (config round trip unaffected).
+    assert tuple(block(keras.Input((None, WIDTH)), *(
+        [keras.Input((None, SOURCE_WIDTH))] if with_encoder else []
+    )).shape) == (None, None, WIDTH)
+    assert keras_mha.TransformerDecoderBlock.from_config(
+        block.get_config()
+    ).get_config() == block.get_config()
+
+
+def test_bad_caches():
+    decoder_only = _block()
+    with pytest.raises(ValueError, match="built=False"):
+        decoder_only.get_initial_cache(BATCH, TARGET)
+    decoder_only(_target())
+    with pytest.raises(ValueError, match="without cross-attention"):
+        decoder_only.compute_cross_attention_cache(_source())
+    cache = decoder_only.get_initial_cache(BATCH, TARGET)
+    with pytest.raises(ValueError, match="cache_update_index=None"):
+        decoder_only(_target(), self_attention_cache=cache)
+    with pytest.raises(ValueError, match="cross_attention_cache"):
+        decoder_only(
+            _target()[:, :1], self_attention_cache=cache,
+            self_attention_cache_update_index=0,
+            cross_attention_cache=np.zeros((BATCH, 2, HEADS, 4, 4), "float32"),
+        )
+    with pytest.raises(ValueError, match=r"decoder_attention_mask.*\(2, 1, 5\)"):
+        decoder_only(
+            _target()[:, :1], self_attention_cache=cache,
+            self_attention_cache_update_index=0,
+            decoder_attention_mask=np.ones((BATCH, 1, 1), bool),
+        )
+    block = _block()
+    block(_target(), _source())
+    with pytest.raises(ValueError, match=r"cache.shape=\(2, 2, 3, 4\)"):
+        block(_target(), cross_attention_cache=np.zeros((2, 2, 3, 4), "float32"))
