@@ -1,0 +1,117 @@
+"""Case 1: one encoder block trained and run for inference.
+
+`keras_mha.TransformerEncoderBlock` against `keras_hub.layers.
+TransformerEncoder` and a post-LN block assembled from
+`keras.layers.MultiHeadAttention`, layer norms and a Dense feed-forward
+network: the same width, heads, feed-forward width and inputs, so the same
+FLOPs. Tokens per second of `train_on_batch` (the compiled `fit` step) and
+`predict_on_batch`, with `jit_compile` off and on.
+"""
+
+import numpy as np
+
+from benchmarks.timing import attention_block_flops
+from benchmarks.timing import fastest_of_interleaved
+from benchmarks.timing import log
+
+IMPLS = ("keras_mha", "keras_hub", "keras")
+
+
+def _keras_block(x, num_heads, intermediate_dim):
+    """Post-LN encoder block from `keras.layers.MultiHeadAttention`."""
+    import keras
+
+    width = x.shape[-1]
+    y = keras.layers.MultiHeadAttention(num_heads, width // num_heads)(x, x)
+    x = keras.layers.LayerNormalization(epsilon=1e-5)(x + y)
+    y = keras.layers.Dense(intermediate_dim, activation="relu")(x)
+    y = keras.layers.Dense(width)(y)
+    return keras.layers.LayerNormalization(epsilon=1e-5)(x + y)
+
+
+def build_model(impl, seq_length, width, num_heads, intermediate_dim, jit):
+    """A compiled one-block model `(batch, seq, width) -> same` of `impl`."""
+    import keras
+    import keras_hub
+
+    import keras_mha
+
+    inputs = keras.Input((seq_length, width))
+    if impl == "keras_mha":
+        block = keras_mha.TransformerEncoderBlock(num_heads, intermediate_dim)
+        outputs = block(inputs)
+    elif impl == "keras_hub":
+        block = keras_hub.layers.TransformerEncoder(
+            intermediate_dim, num_heads
+        )
+        outputs = block(inputs)
+    else:
+        outputs = _keras_block(inputs, num_heads, intermediate_dim)
+    model = keras.Model(inputs, outputs, name=f"encoder_{impl}")
+    model.compile("adam", "mse", jit_compile=jit)
+    return model
+
+
+def run(shapes, width, num_heads, intermediate_dim, steps, rounds, peak):
+    """Measures every impl at every shape; returns rows of the table.
+
+    Args:
+        shapes: `(batch, seq_length)` pairs.
+        width, num_heads, intermediate_dim: the block's sizes.
+        steps: dict with the steps per round of `"train"` and `"predict"`.
+        rounds: interleaved rounds; each impl keeps its fastest.
+        peak: the machine's matmul FLOP/s, for the fraction of it reached.
+
+    Returns:
+        A list of dicts, one per (shape, jit, mode, impl).
+    """
+    rows = []
+    rng = np.random.default_rng(0)
+    for batch, seq_length in shapes:
+        x = rng.standard_normal((batch, seq_length, width), dtype="float32")
+        y = rng.standard_normal((batch, seq_length, width), dtype="float32")
+        forward = attention_block_flops(
+            batch * seq_length, width, intermediate_dim, seq_length
+        )
+        # A train step is the forward pass and a backward pass of about
+        # twice its FLOPs.
+        flops = {"train": 3 * forward, "predict": forward}
+        for jit in (False, True):
+            label = f"encoder b{batch} s{seq_length} jit={'on' if jit else 'off'}"
+            log(f"{label}: building and compiling")
+            models = {
+                impl: build_model(
+                    impl, seq_length, width, num_heads, intermediate_dim, jit
+                )
+                for impl in IMPLS
+            }
+            for model in models.values():
+                for _ in range(2):  # trace and compile, then one warm step
+                    model.train_on_batch(x, y)
+                    model.predict_on_batch(x)
+            for mode in ("train", "predict"):
+                runners = {
+                    impl: _runner(model, mode, x, y, steps[mode])
+                    for impl, model in models.items()
+                }
+                best = fastest_of_interleaved(runners, rounds, f"{label} {mode}")
+                for impl in IMPLS:
+                    seconds = best[impl] / steps[mode]
+                    rows.append({
+                        "batch": batch,
+                        "seq_length": seq_length,
+                        "jit_compile": jit,
+                        "mode": mode,
+                        "impl": impl,
+                        "status": "ok",
+                        "seconds_per_step": seconds,
+                        "tokens_per_second": batch * seq_length / seconds,
+                        "fraction_of_matmul_peak": flops[mode] / seconds / peak,
+                    })
+    return rows
+
+
+def _runner(model, mode, x, y, steps):
+    if mode == "train":
+        return lambda: [model.train_on_batch(x, y) for _ in range(steps)]
+    return lambda: [model.predict_on_batch(x) for _ in range(steps)]

@@ -1,0 +1,211 @@
+"""Case 2: greedy autoregressive generation with a decoder-only model.
+
+Three ways to generate with the same sizes (blocks, width, heads,
+feed-forward width, vocabulary), all through keras_hub's `GreedySampler`
+in one XLA-compiled function, as keras_hub's `GPT2CausalLM.generate_step`
+does:
+
+- `keras_mha`: our `TransformerDecoderBlock`s with their key/value cache,
+  one token per step;
+- `keras_hub`: keras_hub's `TransformerDecoder`s with theirs, the same way;
+- `recompute`: the same layers as `keras_mha` (so the same weights and the
+  same tokens), with no cache: every step runs the whole token buffer of
+  `prompt + new` positions, which is how a compiled loop with static shapes
+  recomputes the prefix (the causal mask makes later positions irrelevant).
+"""
+
+import numpy as np
+
+from benchmarks.timing import attention_block_flops
+from benchmarks.timing import fastest_of_interleaved
+from benchmarks.timing import log
+
+IMPLS = ("keras_mha", "keras_hub", "recompute")
+
+
+def keras_mha_has_cache():
+    """Whether our decoder block has the key/value cache API yet."""
+    import keras_mha
+
+    return hasattr(keras_mha.TransformerDecoderBlock, "get_initial_cache")
+
+
+class _Stack:
+    """Embedding, sine positions, decoder blocks and the vocabulary head."""
+
+    def __init__(self, impl, cfg):
+        import keras
+        import keras_hub
+
+        import keras_mha
+
+        self.impl = impl  # "keras_mha" or "keras_hub": whose blocks
+        self.cfg = cfg
+        self.embedding = keras.layers.Embedding(cfg["vocab"], cfg["width"])
+        self.head = keras.layers.Dense(cfg["vocab"])
+        if impl == "keras_hub":
+            position = keras_hub.layers.SinePositionEncoding()
+            self.positions = lambda x, i: x + position(x, start_index=i)
+            self.blocks = [
+                keras_hub.layers.TransformerDecoder(
+                    cfg["intermediate_dim"], cfg["num_heads"]
+                )
+                for _ in range(cfg["num_blocks"])
+            ]
+        else:
+            position = keras_mha.SinusoidalPositionEncoding()
+            self.positions = lambda x, i: position(x, start_index=i)
+            self.blocks = [
+                keras_mha.TransformerDecoderBlock(
+                    cfg["num_heads"], cfg["intermediate_dim"]
+                )
+                for _ in range(cfg["num_blocks"])
+            ]
+
+    def __call__(self, token_ids):
+        """Logits of every position, no cache: `(b, t) -> (b, t, vocab)`."""
+        x = self.positions(self.embedding(token_ids), 0)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+    def initial_cache(self, batch):
+        length = self.cfg["max_length"]
+        if self.impl == "keras_hub":
+            # keras_hub's layout: (b, 2, max_length, n, h).
+            heads = self.cfg["num_heads"]
+            shape = (batch, 2, length, heads, self.cfg["width"] // heads)
+            from keras import ops
+
+            zeros = ops.zeros(shape)
+            return tuple(zeros for _ in self.blocks)
+        return tuple(b.get_initial_cache(batch, length) for b in self.blocks)
+
+    def call_with_cache(self, token_ids, cache, index):
+        """Logits of `token_ids` placed at `index`, and the updated cache."""
+        x = self.positions(self.embedding(token_ids), index)
+        updated = []
+        for block, block_cache in zip(self.blocks, cache):
+            x, block_cache = block(
+                x,
+                self_attention_cache=block_cache,
+                self_attention_cache_update_index=index,
+            )
+            updated.append(block_cache)
+        return self.head(x), tuple(updated)
+
+
+def make_generate(stack, batch, prompt_length, cached):
+    """An XLA-compiled `(token_ids, padding_mask) -> token_ids` greedy loop.
+
+    With `cached`, one token a step through the key/value cache; without,
+    the whole buffer every step.
+    """
+    import keras_hub
+    import tensorflow as tf
+    from keras import ops
+
+    sampler = keras_hub.samplers.GreedySampler()
+
+    def next_cached(prompt, cache, index):
+        # The cache index is the index of the previous token.
+        token = ops.slice(prompt, [0, index - 1], [batch, 1])
+        logits, cache = stack.call_with_cache(token, cache, index - 1)
+        return ops.squeeze(logits, axis=1), None, cache
+
+    def next_recompute(prompt, cache, index):
+        logits = stack(prompt)  # (b, max_length, vocab)
+        return ops.take(logits, index - 1, axis=1), None, cache
+
+    @tf.function(jit_compile=True)
+    def generate(token_ids, padding_mask):
+        cache = None
+        if cached:
+            # Seed the cache with one pass over the prompt buffer.
+            _, cache = stack.call_with_cache(
+                token_ids, stack.initial_cache(batch), 0
+            )
+        return sampler(
+            next=next_cached if cached else next_recompute,
+            prompt=token_ids,
+            cache=cache,
+            index=prompt_length,
+            mask=padding_mask,
+        )
+
+    return generate
+
+
+def generated_flops(cfg, batch, prompt_length, cached):
+    """Matmul FLOPs of one generation, as each way runs it.
+
+    Both caches hold `max_length` positions and every step attends over
+    all of them (masked): that is what runs. Recompute runs all
+    `max_length` positions through every block at every step.
+    """
+    length, steps = cfg["max_length"], cfg["max_length"] - prompt_length
+    width, ffn = cfg["width"], cfg["intermediate_dim"]
+    head = 2 * width * cfg["vocab"]
+    per_step_tokens = 1 if cached else length
+    blocks = cfg["num_blocks"] * attention_block_flops(
+        per_step_tokens, width, ffn, length
+    )
+    step = blocks + head * per_step_tokens
+    prefill = cfg["num_blocks"] * attention_block_flops(
+        length, width, ffn, length
+    ) + head * length
+    return batch * (steps * step + (prefill if cached else 0))
+
+
+def run(cfg, batch, prompt_length, rounds, peak):
+    """Generates with each way; returns rows of the table."""
+    rows = []
+    impls = list(IMPLS)
+    if not keras_mha_has_cache():
+        log("generation: TransformerDecoderBlock has no get_initial_cache "
+            "yet; keras_mha cached decoding is unavailable")
+        impls.remove("keras_mha")
+    rng = np.random.default_rng(0)
+    prompt = rng.integers(1, cfg["vocab"], (batch, prompt_length))
+    token_ids = np.zeros((batch, cfg["max_length"]), dtype="int32")
+    token_ids[:, :prompt_length] = prompt
+    padding_mask = token_ids != 0
+    ours, theirs = _Stack("keras_mha", cfg), _Stack("keras_hub", cfg)
+    # Recompute runs our layers without the cache: the same weights.
+    stacks = {"keras_mha": ours, "keras_hub": theirs, "recompute": ours}
+    generates, outputs = {}, {}
+    for impl in impls:
+        log(f"generation {impl}: tracing and compiling")
+        stacks[impl](token_ids[:, :prompt_length])  # builds the layers
+        generates[impl] = make_generate(
+            stacks[impl], batch, prompt_length, impl != "recompute"
+        )
+        outputs[impl] = generates[impl](token_ids, padding_mask).numpy()
+    runners = {
+        impl: (lambda g=g: g(token_ids, padding_mask).numpy())
+        for impl, g in generates.items()
+    }
+    best = fastest_of_interleaved(runners, rounds, "generation")
+    new_tokens = batch * (cfg["max_length"] - prompt_length)
+    for impl in IMPLS:
+        row = {"impl": impl, "batch": batch, "prompt_length": prompt_length,
+               "new_tokens": cfg["max_length"] - prompt_length}
+        if impl not in best:
+            rows.append({**row, "status": "unavailable",
+                         "reason": "TransformerDecoderBlock has no "
+                                   "get_initial_cache"})
+            continue
+        flops = generated_flops(cfg, batch, prompt_length, impl != "recompute")
+        row.update(
+            status="ok",
+            seconds=best[impl],
+            tokens_per_second=new_tokens / best[impl],
+            fraction_of_matmul_peak=flops / best[impl] / peak,
+        )
+        if impl == "keras_mha":
+            # Same weights as recompute: greedy tokens should agree.
+            row["same_tokens_as_recompute"] = float(
+                np.mean(outputs[impl] == outputs["recompute"])
+            )
+        rows.append(row)
+    return rows

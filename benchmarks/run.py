@@ -1,0 +1,206 @@
+"""Benchmarks keras_mha's layers side by side with their peers.
+
+    python -m benchmarks.run                       # the full run (make bench)
+    python -m benchmarks.run --smoke               # tiny shapes, seconds
+    python -m benchmarks.run --cases encoder,long  # some cases only
+
+Each case runs our layer and its peers on the same inputs in one process,
+in interleaved rounds, and keeps each one's fastest round; long sequences
+run one child process per (layer, length) so their peak memory is their
+own. Prints the table (ratios ours / peer, then the absolute figures), the
+targets met or missed, and a JSON summary as the last line; writes the
+results as JSON and a PNG plot.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import sys
+import time
+
+from benchmarks import report
+from benchmarks.timing import log
+
+CASES = ("encoder", "generation", "long")
+
+# Sizes of the issue. A full run takes about 15 minutes on 2 CPU cores.
+FULL = {
+    "rounds": 3,
+    "encoder": {
+        "shapes": ((32, 128), (8, 512)),
+        "width": 256,
+        "num_heads": 8,
+        "intermediate_dim": 1024,
+        "steps": {"train": 3, "predict": 5},
+    },
+    "generation": {
+        "cfg": {
+            "num_blocks": 4,
+            "width": 256,
+            "num_heads": 8,
+            "intermediate_dim": 1024,
+            "vocab": 1000,
+            "max_length": 32 + 256,
+        },
+        "batch": 1,
+        "prompt_length": 32,
+    },
+    "long": {
+        "seq_lengths": (1024, 2048, 4096, 8192, 16384),
+        "width": 256,
+        "num_heads": 8,
+    },
+}
+# The same code on tiny shapes: what the test suite runs.
+SMOKE = {
+    "rounds": 2,
+    "encoder": {
+        "shapes": ((2, 16),),
+        "width": 32,
+        "num_heads": 4,
+        "intermediate_dim": 64,
+        "steps": {"train": 1, "predict": 1},
+    },
+    "generation": {
+        "cfg": {
+            "num_blocks": 2,
+            "width": 32,
+            "num_heads": 4,
+            "intermediate_dim": 64,
+            "vocab": 50,
+            "max_length": 12,
+        },
+        "batch": 1,
+        "prompt_length": 4,
+    },
+    "long": {"seq_lengths": (64,), "width": 32, "num_heads": 4},
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Benchmarks keras_mha's layers against their peers."
+    )
+    parser.add_argument(
+        "--cases", default=",".join(CASES),
+        help=f"comma-separated cases to run, of {', '.join(CASES)} "
+             "(default: all)",
+    )
+    parser.add_argument(
+        "--smoke", action="store_true",
+        help="tiny shapes and one step a round: checks that every case "
+             "runs, in seconds; its numbers mean nothing",
+    )
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="interleaved rounds per measurement "
+                             "(default 3, smoke 2)")
+    parser.add_argument(
+        "--results-dir", default=None,
+        help="where to write the JSON and PNG (default benchmarks/results, "
+             "or runs/bench-smoke with --smoke, so a smoke run never "
+             "replaces the committed results)",
+    )
+    parser.add_argument("--memory-cap-gib", type=float, default=16.0,
+                        help="long case: kill a child past this RSS")
+    parser.add_argument("--time-cap-s", type=float, default=300.0,
+                        help="long case: kill a child running longer")
+    args = parser.parse_args(argv)
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = sorted(set(cases) - set(CASES))
+    if unknown or not cases:
+        parser.error(f"--cases expected some of {', '.join(CASES)}. "
+                     f"Received: --cases={args.cases}")
+    args.cases = [c for c in CASES if c in cases]
+    if args.results_dir is None:
+        args.results_dir = os.path.join(
+            "runs", "bench-smoke") if args.smoke else os.path.join(
+            "benchmarks", "results")
+    return args
+
+
+def run_cases(args):
+    """Measures the selected cases; returns the results dict."""
+    from benchmarks import encoder
+    from benchmarks import generation
+    from benchmarks import long_sequence
+    from benchmarks.timing import machine
+    from benchmarks.timing import matmul_flops_per_second
+
+    import keras
+
+    # Fixed weights: runs repeat, and cached and recomputed tokens compare.
+    keras.utils.set_random_seed(0)
+    sizes = SMOKE if args.smoke else FULL
+    rounds = args.rounds or sizes["rounds"]
+    log("matmul throughput: measuring")
+    peak = matmul_flops_per_second(256 if args.smoke else 1024)
+    log(f"  {peak / 1e9:.1f} GFLOP/s float32")
+    results = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime(
+            "%Y-%m-%d %H:%M UTC"),
+        "command": shlex.join([os.path.basename(sys.executable), "-m",
+                               "benchmarks.run", *sys.argv[1:]]),
+        "smoke": args.smoke,
+        "rounds": rounds,
+        "machine": machine(),
+        "matmul_flops_per_second": peak,
+        # Other processes share the cores: the 1-minute load average
+        # before and after says how much.
+        "load_average_start": os.getloadavg()[0],
+        "sizes": {case: sizes[case] for case in args.cases},
+        "cases": {},
+    }
+    for case in args.cases:
+        if case == "encoder":
+            rows = encoder.run(**sizes["encoder"], rounds=rounds, peak=peak)
+        elif case == "generation":
+            rows = generation.run(**sizes["generation"], rounds=rounds,
+                                  peak=peak)
+        else:
+            cap = (4.0 if args.smoke else args.memory_cap_gib) * 1024**3
+            rows = long_sequence.run(**sizes["long"], memory_cap=cap,
+                                     time_cap=args.time_cap_s, peak=peak)
+        results["cases"][case] = rows
+    return results
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # Before anything imports Keras (the cases import it lazily): these are
+    # benchmarks of the TensorFlow backend.
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    start = time.monotonic()
+    results = run_cases(args)
+    results["load_average_end"] = os.getloadavg()[0]
+    results["targets"] = report.targets(results)
+    results["seconds"] = time.monotonic() - start
+    os.makedirs(args.results_dir, exist_ok=True)
+    json_path = os.path.join(args.results_dir, "latest.json")
+    png_path = os.path.join(args.results_dir, "latest.png")
+    with open(json_path, "w") as f:
+        json.dump(results, f, indent=1)
+    report.plot(results, png_path)
+    machine = results["machine"]
+    print(f"\n{results['date']}, {machine['cpu']} × {machine['cores']} cores, "
+          f"{machine['backend']} {machine['tensorflow']}, matmul peak "
+          f"{results['matmul_flops_per_second'] / 1e9:.1f} GFLOP/s, load "
+          f"average {results['load_average_start']:.1f} at the start and "
+          f"{results['load_average_end']:.1f} at the end\n")
+    print(report.markdown(results))
+    print()
+    print(report.targets_markdown(results["targets"]))
+    print(json.dumps({
+        "results": json_path,
+        "plot": png_path,
+        "cases": args.cases,
+        "targets_met": sum(t["met"] for t in results["targets"]),
+        "targets": len(results["targets"]),
+        "seconds": round(results["seconds"], 1),
+    }))
+
+
+if __name__ == "__main__":
+    main()

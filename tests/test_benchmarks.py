@@ -1,0 +1,89 @@
+"""The benchmark runs: `python -m benchmarks.run --smoke` on tiny shapes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """Runs the smoke benchmark once; returns (summary line, results)."""
+    results_dir = tmp_path_factory.mktemp("bench")
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow",
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--smoke",
+         "--results-dir", str(results_dir)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    summary = json.loads(completed.stdout.strip().splitlines()[-1])
+    with open(summary["results"]) as f:
+        return summary, json.load(f)
+
+
+def test_summary_names_the_files(smoke):
+    summary, _ = smoke
+    assert summary["cases"] == ["encoder", "generation", "long"]
+    assert os.path.getsize(summary["plot"]) > 0
+    assert summary["targets"] > 0
+
+
+def test_matmul_throughput_is_positive(smoke):
+    _, results = smoke
+    assert results["matmul_flops_per_second"] > 0
+    assert results["machine"]["cores"] > 0
+
+
+def test_encoder_has_every_impl_shape_mode_and_jit(smoke):
+    _, results = smoke
+    rows = results["cases"]["encoder"]
+    keys = {(r["impl"], r["mode"], r["jit_compile"]) for r in rows}
+    assert keys == {
+        (impl, mode, jit)
+        for impl in ("keras_mha", "keras_hub", "keras")
+        for mode in ("train", "predict")
+        for jit in (False, True)
+    }
+    for row in rows:
+        assert row["tokens_per_second"] > 0
+        assert row["fraction_of_matmul_peak"] > 0
+
+
+def test_generation_has_every_impl(smoke):
+    import keras_mha
+
+    _, results = smoke
+    rows = {r["impl"]: r for r in results["cases"]["generation"]}
+    assert set(rows) == {"keras_mha", "keras_hub", "recompute"}
+    expected = ["keras_hub", "recompute"]
+    if hasattr(keras_mha.TransformerDecoderBlock, "get_initial_cache"):
+        expected.append("keras_mha")
+        # The cache and the recompute share weights: the same greedy tokens.
+        assert rows["keras_mha"]["same_tokens_as_recompute"] == 1.0
+    for impl in expected:
+        assert rows[impl]["status"] == "ok"
+        assert rows[impl]["tokens_per_second"] > 0
+
+
+def test_long_sequences_ran_in_children(smoke):
+    _, results = smoke
+    rows = results["cases"]["long"]
+    assert {r["impl"] for r in rows} == {"keras_mha", "keras"}
+    for row in rows:
+        assert row["status"] == "ok", row
+        assert row["seconds"] > 0
+        assert row["peak_rss_bytes"] >= row["baseline_rss_bytes"] > 0
+
+
+def test_unknown_case_is_refused():
+    from benchmarks.run import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--cases", "encoder,decoder"])
