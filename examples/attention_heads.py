@@ -45,7 +45,7 @@ def draw_sentence(sentence, index, encoder, decoder, source_vectorizer,
     """Draws and describes every block's heads for one sentence."""
     source_ids = source_vectorizer([sentence])  # (1, s), no padding
     source_tokens = [source_vectorizer.get_vocabulary()[i]
-                     for i in source_ids[0].numpy()]
+                     for i in keras.ops.convert_to_numpy(source_ids[0])]
     translation = translate.translate(
         [sentence], encoder, decoder, source_vectorizer, target_vocabulary,
         args.max_length,

@@ -5,8 +5,8 @@ blocks, N decoder blocks with cross-attention, and a final linear layer over
 the target vocabulary (the softmax is in the loss and in the sampler). Trains
 with `model.fit` on `source<TAB>target` pairs (`--pairs FILE`, or a generated
 English -> Spanish-like corpus by default), decodes the held-out pairs step by
-step, reports exact match and BLEU, and exports a SavedModel that serves
-strings. The last line printed is a JSON summary.
+step, reports exact match and BLEU, and (on the TensorFlow backend) exports
+a SavedModel that serves strings. The last line printed is a JSON summary.
 
     python examples/translate.py                   # the generated corpus
     python examples/translate.py --pairs spa.txt   # an Anki / Tatoeba file
@@ -131,10 +131,12 @@ def vectorize_pairs(pairs, source_vectorizer, target_vectorizer):
     exactly the labels' (the loss and the accuracy skip the same positions).
     """
     sources, targets = zip(*pairs)
-    source_ids = source_vectorizer(np.array(sources)).numpy()
-    target_ids = target_vectorizer(
+    source_ids = keras.ops.convert_to_numpy(
+        source_vectorizer(np.array(sources))
+    )
+    target_ids = keras.ops.convert_to_numpy(target_vectorizer(
         np.array([f"{START} {target} {END}" for target in targets])
-    ).numpy()
+    ))
     end_id = target_vectorizer.get_vocabulary().index(END)
     decoder_input = np.where(target_ids == end_id, 0, target_ids)[:, :-1]
     return (source_ids, decoder_input), target_ids[:, 1:]
@@ -256,11 +258,14 @@ def run(args):
     exact_match, bleu = evaluate(test_pairs, translations)
     for (source, target), translation in list(zip(test_pairs, translations))[:5]:
         print(f"  {source}  ->  {translation}   (reference: {target})")
-    savedmodel = export_translator(
-        os.path.join(args.output_dir, "savedmodel"), encoder, decoder,
-        source_vectorizer, target_vocabulary, max_length=args.max_length,
-        overwrite=True,
-    )
+    # The SavedModel's graph runs TensorFlow ops: TensorFlow backend only.
+    savedmodel = None
+    if keras.backend.backend() == "tensorflow":
+        savedmodel = export_translator(
+            os.path.join(args.output_dir, "savedmodel"), encoder, decoder,
+            source_vectorizer, target_vocabulary, max_length=args.max_length,
+            overwrite=True,
+        )
     return {
         "exact_match": round(exact_match, 4),
         "bleu": round(bleu, 4),

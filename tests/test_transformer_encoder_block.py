@@ -42,7 +42,8 @@ def test_layer_conventions(kwargs, tmp_path):
 @pytest.mark.parametrize("norm_first", [False, True], ids=["post_ln", "pre_ln"])
 def test_add_and_norm_structure(norm_first):
     block = _block(norm_first=norm_first, bias_initializer="random_normal")
-    x = _inputs()
+    # A backend tensor: `x + layer(x)` with a NumPy `x` fails on PyTorch.
+    x = ops.convert_to_tensor(_inputs())
     out = _np(block(x))
     attention, ffn_in, ffn_out = (
         block.self_attention, block.ffn_intermediate, block.ffn_output

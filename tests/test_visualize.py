@@ -63,6 +63,7 @@ def test_layer_scores_are_drawn_per_head(tmp_path):
         layer, x, tmp_path / "self.png", example=1
     )
     _, expected = layer(x, return_attention_scores=True)
+    expected = keras.ops.convert_to_numpy(expected)
     np.testing.assert_allclose(scores, expected[1], rtol=1e-6)
     assert heatmaps(figure) == [(QUERIES, QUERIES)] * HEADS
     assert (tmp_path / "self.png").exists()
