@@ -56,6 +56,7 @@ bench: install
 
 lint: install
 	$(VENV)/bin/ruff check keras_mha tests examples benchmarks
+	$(VENV)/bin/ruff format --check keras_mha tests examples benchmarks
 
 clean:
 	rm -rf $(VENV) runs

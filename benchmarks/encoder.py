@@ -41,9 +41,7 @@ def build_model(impl, seq_length, width, num_heads, intermediate_dim, jit):
         block = keras_mha.TransformerEncoderBlock(num_heads, intermediate_dim)
         outputs = block(inputs)
     elif impl == "keras_hub":
-        block = keras_hub.layers.TransformerEncoder(
-            intermediate_dim, num_heads
-        )
+        block = keras_hub.layers.TransformerEncoder(intermediate_dim, num_heads)
         outputs = block(inputs)
     else:
         outputs = _keras_block(inputs, num_heads, intermediate_dim)
@@ -77,7 +75,9 @@ def run(shapes, width, num_heads, intermediate_dim, steps, rounds, peak):
         # twice its FLOPs.
         flops = {"train": 3 * forward, "predict": forward}
         for jit in (False, True):
-            label = f"encoder b{batch} s{seq_length} jit={'on' if jit else 'off'}"
+            label = (
+                f"encoder b{batch} s{seq_length} jit={'on' if jit else 'off'}"
+            )
             log(f"{label}: building and compiling")
             models = {
                 impl: build_model(
@@ -94,20 +94,26 @@ def run(shapes, width, num_heads, intermediate_dim, steps, rounds, peak):
                     impl: _runner(model, mode, x, y, steps[mode])
                     for impl, model in models.items()
                 }
-                best = fastest_of_interleaved(runners, rounds, f"{label} {mode}")
+                best = fastest_of_interleaved(
+                    runners, rounds, f"{label} {mode}"
+                )
                 for impl in IMPLS:
                     seconds = best[impl] / steps[mode]
-                    rows.append({
-                        "batch": batch,
-                        "seq_length": seq_length,
-                        "jit_compile": jit,
-                        "mode": mode,
-                        "impl": impl,
-                        "status": "ok",
-                        "seconds_per_step": seconds,
-                        "tokens_per_second": batch * seq_length / seconds,
-                        "fraction_of_matmul_peak": flops[mode] / seconds / peak,
-                    })
+                    rows.append(
+                        {
+                            "batch": batch,
+                            "seq_length": seq_length,
+                            "jit_compile": jit,
+                            "mode": mode,
+                            "impl": impl,
+                            "status": "ok",
+                            "seconds_per_step": seconds,
+                            "tokens_per_second": batch * seq_length / seconds,
+                            "fraction_of_matmul_peak": flops[mode]
+                            / seconds
+                            / peak,
+                        }
+                    )
     return rows
 
 

@@ -151,9 +151,10 @@ def generated_flops(cfg, batch, prompt_length, cached):
         per_step_tokens, width, ffn, length
     )
     step = blocks + head * per_step_tokens
-    prefill = cfg["num_blocks"] * attention_block_flops(
-        length, width, ffn, length
-    ) + head * length
+    prefill = (
+        cfg["num_blocks"] * attention_block_flops(length, width, ffn, length)
+        + head * length
+    )
     return batch * (steps * step + (prefill if cached else 0))
 
 
@@ -162,8 +163,10 @@ def run(cfg, batch, prompt_length, rounds, peak):
     rows = []
     impls = list(IMPLS)
     if not keras_mha_has_cache():
-        log("generation: TransformerDecoderBlock has no get_initial_cache "
-            "yet; keras_mha cached decoding is unavailable")
+        log(
+            "generation: TransformerDecoderBlock has no get_initial_cache "
+            "yet; keras_mha cached decoding is unavailable"
+        )
         impls.remove("keras_mha")
     rng = np.random.default_rng(0)
     prompt = rng.integers(1, cfg["vocab"], (batch, prompt_length))
@@ -188,12 +191,21 @@ def run(cfg, batch, prompt_length, rounds, peak):
     best = fastest_of_interleaved(runners, rounds, "generation")
     new_tokens = batch * (cfg["max_length"] - prompt_length)
     for impl in IMPLS:
-        row = {"impl": impl, "batch": batch, "prompt_length": prompt_length,
-               "new_tokens": cfg["max_length"] - prompt_length}
+        row = {
+            "impl": impl,
+            "batch": batch,
+            "prompt_length": prompt_length,
+            "new_tokens": cfg["max_length"] - prompt_length,
+        }
         if impl not in best:
-            rows.append({**row, "status": "unavailable",
-                         "reason": "TransformerDecoderBlock has no "
-                                   "get_initial_cache"})
+            rows.append(
+                {
+                    **row,
+                    "status": "unavailable",
+                    "reason": "TransformerDecoderBlock has no "
+                    "get_initial_cache",
+                }
+            )
             continue
         flops = generated_flops(cfg, batch, prompt_length, impl != "recompute")
         row.update(

@@ -53,7 +53,9 @@ def peak_rss_bytes():
     return _status_bytes("self", "VmHWM")
 
 
-def run_child(impl, seq_length, width, num_heads, repeats, memory_cap, time_cap):
+def run_child(
+    impl, seq_length, width, num_heads, repeats, memory_cap, time_cap
+):
     """Runs one (impl, length) in a child process under the caps.
 
     Returns:
@@ -61,17 +63,33 @@ def run_child(impl, seq_length, width, num_heads, repeats, memory_cap, time_cap)
         and with "ok" the fastest `seconds` and `peak_rss_bytes`.
     """
     command = [
-        sys.executable, "-m", "benchmarks.long_sequence",
-        "--impl", impl, "--seq-length", str(seq_length),
-        "--width", str(width), "--num-heads", str(num_heads),
-        "--repeats", str(repeats),
+        sys.executable,
+        "-m",
+        "benchmarks.long_sequence",
+        "--impl",
+        impl,
+        "--seq-length",
+        str(seq_length),
+        "--width",
+        str(width),
+        "--num-heads",
+        str(num_heads),
+        "--repeats",
+        str(repeats),
     ]
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "tensorflow",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     child = subprocess.Popen(
-        command, cwd=root, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        command,
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     start, watched_peak, status = time.monotonic(), 0, None
     while child.poll() is None:
@@ -86,15 +104,20 @@ def run_child(impl, seq_length, width, num_heads, repeats, memory_cap, time_cap)
             break
         time.sleep(0.05)
     stdout, stderr = child.communicate()
-    row = {"watched_peak_rss_bytes": watched_peak,
-           "wall_seconds": time.monotonic() - start}
+    row = {
+        "watched_peak_rss_bytes": watched_peak,
+        "wall_seconds": time.monotonic() - start,
+    }
     if status:
         return {**row, "status": status}
     if child.returncode != 0:
         # Killed by the system (out of memory) or crashed.
         tail = (stderr.strip().splitlines() or ["no output"])[-1]
-        return {**row, "status": "error",
-                "reason": f"exit {child.returncode}: {tail[-300:]}"}
+        return {
+            **row,
+            "status": "error",
+            "reason": f"exit {child.returncode}: {tail[-300:]}",
+        }
     return {**row, **json.loads(stdout.strip().splitlines()[-1])}
 
 
@@ -109,21 +132,33 @@ def run(seq_lengths, width, num_heads, memory_cap, time_cap, peak):
         for impl in IMPLS:
             row = {"impl": impl, "seq_length": seq_length}
             if impl in failed:
-                rows.append({**row, "status": "skipped",
-                             "reason": f"failed at {failed[impl]}"})
+                rows.append(
+                    {
+                        **row,
+                        "status": "skipped",
+                        "reason": f"failed at {failed[impl]}",
+                    }
+                )
                 continue
             repeats = 2 if seq_length <= 4096 else 1
             log(f"long seq={seq_length} {impl}: running")
             result = run_child(
-                impl, seq_length, width, num_heads, repeats, memory_cap,
+                impl,
+                seq_length,
+                width,
+                num_heads,
+                repeats,
+                memory_cap,
                 time_cap,
             )
             row.update(result)
             if result["status"] == "ok":
                 flops = 3 * attention_layer_flops(seq_length, width)
                 row["fraction_of_matmul_peak"] = flops / row["seconds"] / peak
-                log(f"  {row['seconds']:.2f}s, peak RSS "
-                    f"{row['peak_rss_bytes'] / _GIB:.2f} GiB")
+                log(
+                    f"  {row['seconds']:.2f}s, peak RSS "
+                    f"{row['peak_rss_bytes'] / _GIB:.2f} GiB"
+                )
             else:
                 failed[impl] = seq_length
                 log(f"  {result['status']} {result.get('reason', '')}")

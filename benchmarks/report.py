@@ -31,8 +31,10 @@ def encoder_table(rows):
         if key in seen:
             continue
         seen.append(key)
-        speed = {impl: index[(*key, impl)]["tokens_per_second"]
-                 for impl in ("keras_mha", "keras_hub", "keras")}
+        speed = {
+            impl: index[(*key, impl)]["tokens_per_second"]
+            for impl in ("keras_mha", "keras_hub", "keras")
+        }
         peak = "/".join(
             f"{100 * index[(*key, impl)]['fraction_of_matmul_peak']:.0f}"
             for impl in ("keras_mha", "keras_hub", "keras")
@@ -58,15 +60,20 @@ def generation_table(rows):
     ]
     for row in rows:
         if row["status"] != "ok":
-            lines.append(f"| {row['impl']} | — | — | — | {row['status']}: "
-                         f"{row.get('reason', '')} |")
+            lines.append(
+                f"| {row['impl']} | — | — | — | {row['status']}: "
+                f"{row.get('reason', '')} |"
+            )
             continue
-        ratio = _ratio(ours and ours["tokens_per_second"],
-                       row["tokens_per_second"])
+        ratio = _ratio(
+            ours and ours["tokens_per_second"], row["tokens_per_second"]
+        )
         note = ""
         if "same_tokens_as_recompute" in row:
-            note = (f"{100 * row['same_tokens_as_recompute']:.0f}% of tokens "
-                    "equal to recompute")
+            note = (
+                f"{100 * row['same_tokens_as_recompute']:.0f}% of tokens "
+                "equal to recompute"
+            )
         lines.append(
             f"| {row['impl']} | {row['tokens_per_second']:,.0f} "
             f"| {_times(ratio)} "
@@ -85,7 +92,10 @@ def long_table(rows):
         "|---|---|---|---|---|---|---|",
     ]
     for seq_length in sorted({row["seq_length"] for row in rows}):
-        ours, theirs = index[(seq_length, "keras_mha")], index[(seq_length, "keras")]
+        ours, theirs = (
+            index[(seq_length, "keras_mha")],
+            index[(seq_length, "keras")],
+        )
 
         def ok(row, field):
             return row.get(field) if row["status"] == "ok" else None
@@ -97,7 +107,9 @@ def long_table(rows):
             return f"{format(value / scale, spec)}{unit}"
 
         speed = _ratio(ok(theirs, "seconds"), ok(ours, "seconds"))
-        memory = _ratio(ok(ours, "peak_rss_bytes"), ok(theirs, "peak_rss_bytes"))
+        memory = _ratio(
+            ok(ours, "peak_rss_bytes"), ok(theirs, "peak_rss_bytes")
+        )
         lines.append(
             f"| {seq_length} | {_times(speed)} | {_times(memory)} "
             f"| {cell(ours, 'seconds', 1, '.2f', '')} "
@@ -129,45 +141,83 @@ def targets(results):
 
     def check(name, value, goal, unit="x"):
         met = value is not None and value >= goal
-        checks.append({"target": name, "measured": value, "goal": goal,
-                       "unit": unit, "met": met})
+        checks.append(
+            {
+                "target": name,
+                "measured": value,
+                "goal": goal,
+                "unit": unit,
+                "met": met,
+            }
+        )
 
     if "encoder" in cases:
-        index = _by(cases["encoder"], "batch", "seq_length", "jit_compile",
-                    "mode", "impl")
+        index = _by(
+            cases["encoder"],
+            "batch",
+            "seq_length",
+            "jit_compile",
+            "mode",
+            "impl",
+        )
         first = cases["encoder"][0]
         shape = (first["batch"], first["seq_length"])
         lowest = {}
         for (b, s, jit, mode, impl), row in index.items():
             if impl != "keras_mha":
                 continue
-            ratio = row["tokens_per_second"] / index[
-                (b, s, jit, mode, "keras_hub")]["tokens_per_second"]
+            ratio = (
+                row["tokens_per_second"]
+                / index[(b, s, jit, mode, "keras_hub")]["tokens_per_second"]
+            )
             if (b, s) == shape:
-                check(f"encoder {mode} {b}x{s} jit={'on' if jit else 'off'} "
-                      "vs keras_hub", ratio, 1.2)
+                check(
+                    f"encoder {mode} {b}x{s} jit={'on' if jit else 'off'} "
+                    "vs keras_hub",
+                    ratio,
+                    1.2,
+                )
             lowest[mode] = min(lowest.get(mode, ratio), ratio)
         for mode, ratio in lowest.items():
-            check(f"encoder {mode} never slower than keras_hub (lowest "
-                  "ratio, any shape)", ratio, 1.0)
+            check(
+                f"encoder {mode} never slower than keras_hub (lowest "
+                "ratio, any shape)",
+                ratio,
+                1.0,
+            )
     if "generation" in cases:
-        speed = {row["impl"]: row.get("tokens_per_second")
-                 for row in cases["generation"]}
-        check("cached generation vs recompute",
-              _ratio(speed.get("keras_mha"), speed.get("recompute")), 10.0)
-        check("cached generation vs keras_hub cached",
-              _ratio(speed.get("keras_mha"), speed.get("keras_hub")), 1.0)
+        speed = {
+            row["impl"]: row.get("tokens_per_second")
+            for row in cases["generation"]
+        }
+        check(
+            "cached generation vs recompute",
+            _ratio(speed.get("keras_mha"), speed.get("recompute")),
+            10.0,
+        )
+        check(
+            "cached generation vs keras_hub cached",
+            _ratio(speed.get("keras_mha"), speed.get("keras_hub")),
+            1.0,
+        )
     if "long" in cases:
         rows = [r for r in cases["long"] if r["impl"] == "keras_mha"]
         longest = max(rows, key=lambda r: r["seq_length"])
-        peak = longest.get("peak_rss_bytes") if longest["status"] == "ok" else None
+        peak = (
+            longest.get("peak_rss_bytes") if longest["status"] == "ok" else None
+        )
         # Met when the peak is under the goal: compare headroom to 0.
-        checks.append({
-            "target": f"seq {longest['seq_length']} forward+backward peak RSS",
-            "measured": None if peak is None else peak / _GIB,
-            "goal": 4.0, "unit": "GiB (at most)",
-            "met": peak is not None and peak < 4 * _GIB,
-        })
+        checks.append(
+            {
+                "target": (
+                    f"seq {longest['seq_length']} forward+backward peak RSS"
+                ),
+                "measured": None if peak is None else peak / _GIB,
+                "goal": 4.0,
+                "unit": "GiB (at most)",
+                "met": peak is not None and peak < 4 * _GIB,
+            }
+        )
     return checks
 
 
@@ -175,10 +225,15 @@ def targets_markdown(checks):
     lines = ["| target | goal | measured | met |", "|---|---|---|---|"]
     for c in checks:
         measured = "—" if c["measured"] is None else f"{c['measured']:.2f}"
-        goal = (f"≤ {c['goal']:.1f} GiB" if c["unit"].startswith("GiB")
-                else f"≥ {c['goal']:.1f}x")
-        lines.append(f"| {c['target']} | {goal} | {measured} "
-                     f"| {'yes' if c['met'] else 'no'} |")
+        goal = (
+            f"≤ {c['goal']:.1f} GiB"
+            if c["unit"].startswith("GiB")
+            else f"≥ {c['goal']:.1f}x"
+        )
+        lines.append(
+            f"| {c['target']} | {goal} | {measured} "
+            f"| {'yes' if c['met'] else 'no'} |"
+        )
     return "\n".join(lines)
 
 
@@ -190,21 +245,26 @@ def plot(results, path):
     import matplotlib.pyplot as plt
 
     cases = results["cases"]
-    fig, axes = plt.subplots(1, len(cases), figsize=(6 * len(cases), 4.5),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(cases), figsize=(6 * len(cases), 4.5), squeeze=False
+    )
     for ax, (case, rows) in zip(axes[0], cases.items()):
         if case == "encoder":
             _plot_encoder(ax, rows)
         elif case == "generation":
             ok = [r for r in rows if r["status"] == "ok"]
-            ax.bar([r["impl"] for r in ok], [r["tokens_per_second"] for r in ok])
+            ax.bar(
+                [r["impl"] for r in ok], [r["tokens_per_second"] for r in ok]
+            )
             ax.set_yscale("log")
             ax.set_ylabel("generated tokens/s (log)")
             ax.set_title("generation")
         else:
             _plot_long(ax, rows)
-    fig.suptitle(f"keras_mha benchmarks, {results['date']}, "
-                 f"{results['machine']['cpu']} × {results['machine']['cores']}")
+    fig.suptitle(
+        f"keras_mha benchmarks, {results['date']}, "
+        f"{results['machine']['cpu']} × {results['machine']['cores']}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -218,8 +278,10 @@ def _plot_encoder(ax, rows):
             continue
         labels.append(f"{b}×{s}\n{mode}\njit {'on' if jit else 'off'}")
         for out, peer in ((hub, "keras_hub"), (keras, "keras")):
-            out.append(row["tokens_per_second"]
-                       / index[(b, s, jit, mode, peer)]["tokens_per_second"])
+            out.append(
+                row["tokens_per_second"]
+                / index[(b, s, jit, mode, peer)]["tokens_per_second"]
+            )
     positions = range(len(labels))
     ax.bar([p - 0.2 for p in positions], hub, 0.4, label="ours / keras_hub")
     ax.bar([p + 0.2 for p in positions], keras, 0.4, label="ours / keras")
@@ -234,16 +296,27 @@ def _plot_encoder(ax, rows):
 def _plot_long(ax, rows):
     for impl, marker in (("keras_mha", "o"), ("keras", "s")):
         ok = [r for r in rows if r["impl"] == impl and r["status"] == "ok"]
-        ax.plot([r["seq_length"] for r in ok],
-                [r["peak_rss_bytes"] / _GIB for r in ok],
-                marker=marker, label=f"{impl} peak RSS")
-        failed = [r for r in rows if r["impl"] == impl
-                  and r["status"] not in ("ok", "skipped")]
+        ax.plot(
+            [r["seq_length"] for r in ok],
+            [r["peak_rss_bytes"] / _GIB for r in ok],
+            marker=marker,
+            label=f"{impl} peak RSS",
+        )
+        failed = [
+            r
+            for r in rows
+            if r["impl"] == impl and r["status"] not in ("ok", "skipped")
+        ]
         for r in failed:
             # At the bottom of the axes, where the curve stops.
-            ax.annotate(f"{impl}: {r['status']}", (r["seq_length"], 0.05),
-                        xycoords=("data", "axes fraction"), rotation=90,
-                        fontsize=8, ha="center")
+            ax.annotate(
+                f"{impl}: {r['status']}",
+                (r["seq_length"], 0.05),
+                xycoords=("data", "axes fraction"),
+                rotation=90,
+                fontsize=8,
+                ha="center",
+            )
     ax.axhline(4.0, color="gray", linestyle="--", linewidth=0.8)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("sequence length")

@@ -84,51 +84,69 @@ def parse_args(argv=None):
         description="Benchmarks keras_mha's layers against their peers."
     )
     parser.add_argument(
-        "--cases", default=",".join(CASES),
+        "--cases",
+        default=",".join(CASES),
         help=f"comma-separated cases to run, of {', '.join(CASES)} "
-             "(default: all)",
+        "(default: all)",
     )
     parser.add_argument(
-        "--smoke", action="store_true",
+        "--smoke",
+        action="store_true",
         help="tiny shapes and one step a round: checks that every case "
-             "runs, in seconds; its numbers mean nothing",
+        "runs, in seconds; its numbers mean nothing",
     )
-    parser.add_argument("--rounds", type=int, default=None,
-                        help="interleaved rounds per measurement "
-                             "(default 3, smoke 2)")
     parser.add_argument(
-        "--results-dir", default=None,
-        help="where to write the JSON and PNG (default benchmarks/results, "
-             "or runs/bench-smoke with --smoke, so a smoke run never "
-             "replaces the committed results)",
+        "--rounds",
+        type=int,
+        default=None,
+        help="interleaved rounds per measurement (default 3, smoke 2)",
     )
-    parser.add_argument("--memory-cap-gib", type=float, default=16.0,
-                        help="long case: kill a child past this RSS")
-    parser.add_argument("--time-cap-s", type=float, default=300.0,
-                        help="long case: kill a child running longer")
+    parser.add_argument(
+        "--results-dir",
+        default=None,
+        help="where to write the JSON and PNG (default benchmarks/results, "
+        "or runs/bench-smoke with --smoke, so a smoke run never "
+        "replaces the committed results)",
+    )
+    parser.add_argument(
+        "--memory-cap-gib",
+        type=float,
+        default=16.0,
+        help="long case: kill a child past this RSS",
+    )
+    parser.add_argument(
+        "--time-cap-s",
+        type=float,
+        default=300.0,
+        help="long case: kill a child running longer",
+    )
     args = parser.parse_args(argv)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = sorted(set(cases) - set(CASES))
     if unknown or not cases:
-        parser.error(f"--cases expected some of {', '.join(CASES)}. "
-                     f"Received: --cases={args.cases}")
+        parser.error(
+            f"--cases expected some of {', '.join(CASES)}. "
+            f"Received: --cases={args.cases}"
+        )
     args.cases = [c for c in CASES if c in cases]
     if args.results_dir is None:
-        args.results_dir = os.path.join(
-            "runs", "bench-smoke") if args.smoke else os.path.join(
-            "benchmarks", "results")
+        args.results_dir = (
+            os.path.join("runs", "bench-smoke")
+            if args.smoke
+            else os.path.join("benchmarks", "results")
+        )
     return args
 
 
 def run_cases(args):
     """Measures the selected cases; returns the results dict."""
+    import keras
+
     from benchmarks import encoder
     from benchmarks import generation
     from benchmarks import long_sequence
     from benchmarks.timing import machine
     from benchmarks.timing import matmul_flops_per_second
-
-    import keras
 
     # Fixed weights: runs repeat, and cached and recomputed tokens compare.
     keras.utils.set_random_seed(0)
@@ -139,9 +157,16 @@ def run_cases(args):
     log(f"  {peak / 1e9:.1f} GFLOP/s float32")
     results = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime(
-            "%Y-%m-%d %H:%M UTC"),
-        "command": shlex.join([os.path.basename(sys.executable), "-m",
-                               "benchmarks.run", *sys.argv[1:]]),
+            "%Y-%m-%d %H:%M UTC"
+        ),
+        "command": shlex.join(
+            [
+                os.path.basename(sys.executable),
+                "-m",
+                "benchmarks.run",
+                *sys.argv[1:],
+            ]
+        ),
         "smoke": args.smoke,
         "rounds": rounds,
         "machine": machine(),
@@ -156,12 +181,17 @@ def run_cases(args):
         if case == "encoder":
             rows = encoder.run(**sizes["encoder"], rounds=rounds, peak=peak)
         elif case == "generation":
-            rows = generation.run(**sizes["generation"], rounds=rounds,
-                                  peak=peak)
+            rows = generation.run(
+                **sizes["generation"], rounds=rounds, peak=peak
+            )
         else:
             cap = (4.0 if args.smoke else args.memory_cap_gib) * 1024**3
-            rows = long_sequence.run(**sizes["long"], memory_cap=cap,
-                                     time_cap=args.time_cap_s, peak=peak)
+            rows = long_sequence.run(
+                **sizes["long"],
+                memory_cap=cap,
+                time_cap=args.time_cap_s,
+                peak=peak,
+            )
         results["cases"][case] = rows
     return results
 
@@ -184,22 +214,28 @@ def main(argv=None):
         json.dump(results, f, indent=1)
     report.plot(results, png_path)
     machine = results["machine"]
-    print(f"\n{results['date']}, {machine['cpu']} × {machine['cores']} cores, "
-          f"{machine['backend']} {machine['tensorflow']}, matmul peak "
-          f"{results['matmul_flops_per_second'] / 1e9:.1f} GFLOP/s, load "
-          f"average {results['load_average_start']:.1f} at the start and "
-          f"{results['load_average_end']:.1f} at the end\n")
+    print(
+        f"\n{results['date']}, {machine['cpu']} × {machine['cores']} cores, "
+        f"{machine['backend']} {machine['tensorflow']}, matmul peak "
+        f"{results['matmul_flops_per_second'] / 1e9:.1f} GFLOP/s, load "
+        f"average {results['load_average_start']:.1f} at the start and "
+        f"{results['load_average_end']:.1f} at the end\n"
+    )
     print(report.markdown(results))
     print()
     print(report.targets_markdown(results["targets"]))
-    print(json.dumps({
-        "results": json_path,
-        "plot": png_path,
-        "cases": args.cases,
-        "targets_met": sum(t["met"] for t in results["targets"]),
-        "targets": len(results["targets"]),
-        "seconds": round(results["seconds"], 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "results": json_path,
+                "plot": png_path,
+                "cases": args.cases,
+                "targets_met": sum(t["met"] for t in results["targets"]),
+                "targets": len(results["targets"]),
+                "seconds": round(results["seconds"], 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -77,8 +77,11 @@ def machine():
     try:
         with open("/proc/cpuinfo") as f:
             lines = f.read().splitlines()
-        names = [line.split(":", 1)[1].strip() for line in lines
-                 if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in lines
+            if line.startswith("model name")
+        ]
         if names:
             model, cores = names[0], len(names)
     except OSError:

@@ -15,7 +15,6 @@ import os
 import time
 
 import keras
-import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
@@ -45,7 +44,10 @@ def load_sequences(tokens="rows", test_size=0.2, seed=0):
     images = digits.images.astype("float32") / 16.0  # (n, 8, 8), 0..16
     x = images.reshape((-1, *shapes[tokens]))
     return train_test_split(
-        x, digits.target, test_size=test_size, stratify=digits.target,
+        x,
+        digits.target,
+        test_size=test_size,
+        stratify=digits.target,
         random_state=seed,
     )
 
@@ -66,7 +68,9 @@ def build_classifier(
     x = keras_mha.SinusoidalPositionEncoding(name="position")(x)
     for i in range(num_layers):
         x = keras_mha.TransformerEncoderBlock(
-            num_heads, intermediate_dim, dropout=dropout,
+            num_heads,
+            intermediate_dim,
+            dropout=dropout,
             name=f"encoder_block_{i}",
         )(x)
     x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
@@ -86,7 +90,8 @@ def run(args):
         args.tokens, seed=args.seed
     )
     model = build_classifier(
-        x_train.shape[1], x_train.shape[2],
+        x_train.shape[1],
+        x_train.shape[2],
         hidden_dim=args.hidden_dim,
         num_heads=args.num_heads,
         intermediate_dim=args.intermediate_dim,
@@ -99,7 +104,8 @@ def run(args):
         metrics=["accuracy"],
     )
     history = model.fit(
-        x_train, y_train,
+        x_train,
+        y_train,
         validation_split=0.1,
         batch_size=args.batch_size,
         epochs=args.epochs,
@@ -130,8 +136,12 @@ def parse_args(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
-    add("--tokens", choices=["rows", "pixels"], default="rows",
-        help="8 row tokens of 8 pixels, or 64 pixel tokens")
+    add(
+        "--tokens",
+        choices=["rows", "pixels"],
+        default="rows",
+        help="8 row tokens of 8 pixels, or 64 pixel tokens",
+    )
     add("--hidden-dim", type=int, default=64)
     add("--num-heads", type=int, default=4)
     add("--intermediate-dim", type=int, default=128)
@@ -140,11 +150,18 @@ def parse_args(argv=None):
     add("--batch-size", type=int, default=32)
     add("--epochs", type=int, default=60, help="most epochs (early stopping)")
     add("--steps-per-epoch", type=int, default=None)
-    add("--patience", type=int, default=10,
-        help="epochs without a better validation loss before stopping")
+    add(
+        "--patience",
+        type=int,
+        default=10,
+        help="epochs without a better validation loss before stopping",
+    )
     add("--learning-rate", type=float, default=1e-3)
-    add("--output-dir", default="runs/classify_digits",
-        help="the best model (.keras) goes here")
+    add(
+        "--output-dir",
+        default="runs/classify_digits",
+        help="the best model (.keras) goes here",
+    )
     add("--seed", type=int, default=0)
     add("--verbose", type=int, default=2, help="Keras progress bar: 0, 1, 2")
     return parser.parse_args(argv)

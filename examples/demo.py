@@ -38,7 +38,9 @@ def serve_in_fresh_process(savedmodel, sentences):
     process."""
     result = subprocess.run(
         [sys.executable, "-c", SERVE, savedmodel, json.dumps(sentences)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     if result.returncode:
@@ -51,8 +53,11 @@ def main(argv=None):
         description=__doc__.split("\n\n")[0],
         epilog="Other options are passed to translate.py (see its --help).",
     )
-    parser.add_argument("--output-dir", default="runs/demo",
-                        help="everything the demo writes goes here")
+    parser.add_argument(
+        "--output-dir",
+        default="runs/demo",
+        help="everything the demo writes goes here",
+    )
     args, translate_argv = parser.parse_known_args(argv)
     translate_args = translate.parse_args(
         ["--output-dir", args.output_dir, *translate_argv]
@@ -60,17 +65,29 @@ def main(argv=None):
 
     print("== 1. Training the translator (Ctrl-C, then rerun, resumes) ==")
     metrics = translate.run(translate_args)
-    print(f"Held-out exact match {metrics['exact_match']:.3f}, "
-          f"BLEU {metrics['bleu']:.3f}, after {metrics['epochs']} epochs "
-          f"({metrics['seconds']:.0f} s)")
+    print(
+        f"Held-out exact match {metrics['exact_match']:.3f}, "
+        f"BLEU {metrics['bleu']:.3f}, after {metrics['epochs']} epochs "
+        f"({metrics['seconds']:.0f} s)"
+    )
 
     print("\n== 2. Drawing the attention heads ==")
-    figures = attention_heads.run(attention_heads.parse_args([
-        "--run-dir", args.output_dir, "--num-sentences", "1",
-        "--max-length", str(translate_args.max_length),
-    ]))["figures"]
+    figures = attention_heads.run(
+        attention_heads.parse_args(
+            [
+                "--run-dir",
+                args.output_dir,
+                "--num-sentences",
+                "1",
+                "--max-length",
+                str(translate_args.max_length),
+            ]
+        )
+    )["figures"]
 
-    print("\n== 3. Serving the SavedModel in a fresh TensorFlow-only process ==")
+    print(
+        "\n== 3. Serving the SavedModel in a fresh TensorFlow-only process =="
+    )
     held_out = translation_data.read_pairs(
         os.path.join(args.output_dir, "held_out.tsv")
     )
@@ -90,9 +107,11 @@ def main(argv=None):
         ("SavedModel", metrics["savedmodel"]),
     ]:
         print(f"  {what:17} {path}")
-    print(f"  Serve it: saved_model_cli run --dir {metrics['savedmodel']} "
-          "--tag_set serve --signature_def serving_default "
-          "--input_exprs 'sentences=[\"We want a red car.\"]'")
+    print(
+        f"  Serve it: saved_model_cli run --dir {metrics['savedmodel']} "
+        "--tag_set serve --signature_def serving_default "
+        "--input_exprs 'sentences=[\"We want a red car.\"]'"
+    )
     summary = {**metrics, "figures": len(figures), "served": served}
     print(json.dumps(summary, ensure_ascii=False))
     return summary

@@ -21,9 +21,9 @@ import keras
 import keras_hub
 import numpy as np
 import tensorflow as tf
+import translation_data
 
 import keras_mha
-import translation_data
 from keras_mha.export import decode
 from keras_mha.export import export_translator
 from keras_mha.export import ids_to_text
@@ -67,7 +67,9 @@ def build_translator(
     )
     source = keras.Input((None,), dtype="int32", name="source_ids")
     x = keras.layers.Embedding(
-        source_vocabulary_size, hidden_dim, mask_zero=True,
+        source_vocabulary_size,
+        hidden_dim,
+        mask_zero=True,
         name="source_embedding",
     )(source)
     x = keras_mha.SinusoidalPositionEncoding(name="source_position")(x)
@@ -81,7 +83,9 @@ def build_translator(
     encoded = keras.Input((None, hidden_dim), name="encoded")
     source_mask = keras.Input((None,), dtype="bool", name="source_mask")
     y = keras.layers.Embedding(
-        target_vocabulary_size, hidden_dim, mask_zero=True,
+        target_vocabulary_size,
+        hidden_dim,
+        mask_zero=True,
         name="target_embedding",
     )(target)
     y = keras_mha.SinusoidalPositionEncoding(name="target_position")(y)
@@ -93,7 +97,9 @@ def build_translator(
     logits = keras.layers.Dense(
         target_vocabulary_size, dtype="float32", name="logits"
     )(y)
-    decoder = keras.Model([target, encoded, source_mask], logits, name="decoder")
+    decoder = keras.Model(
+        [target, encoded, source_mask], logits, name="decoder"
+    )
     # The source mask is an explicit input; the Keras mask that the encoded
     # tensor carries is redundant, and accepting it avoids a warning.
     decoder.supports_masking = True
@@ -119,8 +125,12 @@ def load_translator(run_dir):
         vocabulary = json.load(file)
     decoder = model.get_layer("decoder")
     decoder.supports_masking = True  # As in `build_translator`.
-    return (model.get_layer("encoder"), decoder,
-            make_vectorizer(vocabulary["source"]), vocabulary["target"])
+    return (
+        model.get_layer("encoder"),
+        decoder,
+        make_vectorizer(vocabulary["source"]),
+        vocabulary["target"],
+    )
 
 
 def vectorize_pairs(pairs, source_vectorizer, target_vectorizer):
@@ -134,23 +144,43 @@ def vectorize_pairs(pairs, source_vectorizer, target_vectorizer):
     source_ids = keras.ops.convert_to_numpy(
         source_vectorizer(np.array(sources))
     )
-    target_ids = keras.ops.convert_to_numpy(target_vectorizer(
-        np.array([f"{START} {target} {END}" for target in targets])
-    ))
+    target_ids = keras.ops.convert_to_numpy(
+        target_vectorizer(
+            np.array([f"{START} {target} {END}" for target in targets])
+        )
+    )
     end_id = target_vectorizer.get_vocabulary().index(END)
     decoder_input = np.where(target_ids == end_id, 0, target_ids)[:, :-1]
     return (source_ids, decoder_input), target_ids[:, 1:]
 
 
-def translate(sentences, encoder, decoder, source_vectorizer, target_vocabulary,
-              max_length, batch_size=256, sampler=None):
+def translate(
+    sentences,
+    encoder,
+    decoder,
+    source_vectorizer,
+    target_vocabulary,
+    max_length,
+    batch_size=256,
+    sampler=None,
+):
     """Translates a list of strings; returns a list of strings."""
-    start_id, end_id = target_vocabulary.index(START), target_vocabulary.index(END)
+    start_id, end_id = (
+        target_vocabulary.index(START),
+        target_vocabulary.index(END),
+    )
     translations = []
     for i in range(0, len(sentences), batch_size):
-        source_ids = source_vectorizer(np.array(sentences[i:i + batch_size]))
-        ids = decode(encoder, decoder, source_ids, max_length, start_id,
-                     end_id, sampler=sampler)
+        source_ids = source_vectorizer(np.array(sentences[i : i + batch_size]))
+        ids = decode(
+            encoder,
+            decoder,
+            source_ids,
+            max_length,
+            start_id,
+            end_id,
+            sampler=sampler,
+        )
         texts = ids_to_text(ids, target_vocabulary, end_id).numpy()
         translations += [text.decode("utf-8") for text in texts]
     return translations
@@ -207,13 +237,18 @@ def train(args, train_pairs, validation_pairs):
     ]
     # Written first: the checkpoint is useless without the vocabularies.
     with open(os.path.join(out, "vocabulary.json"), "w") as file:
-        json.dump({
-            "source": source_vectorizer.get_vocabulary(),
-            "target": target_vectorizer.get_vocabulary(),
-        }, file, ensure_ascii=False)
+        json.dump(
+            {
+                "source": source_vectorizer.get_vocabulary(),
+                "target": target_vectorizer.get_vocabulary(),
+            },
+            file,
+            ensure_ascii=False,
+        )
     x, y = vectorize_pairs(train_pairs, source_vectorizer, target_vectorizer)
     history = model.fit(
-        x, y,
+        x,
+        y,
         validation_data=vectorize_pairs(
             validation_pairs, source_vectorizer, target_vectorizer
         ),
@@ -239,31 +274,50 @@ def run(args):
     train_pairs, validation_pairs, test_pairs = translation_data.split_pairs(
         pairs, seed=args.seed
     )
-    print(f"{len(train_pairs)} training, {len(validation_pairs)} validation, "
-          f"{len(test_pairs)} held-out pairs")
+    print(
+        f"{len(train_pairs)} training, {len(validation_pairs)} validation, "
+        f"{len(test_pairs)} held-out pairs"
+    )
     # Saved for the other examples, which draw or serve held-out sentences.
-    with open(os.path.join(args.output_dir, "held_out.tsv"), "w",
-              encoding="utf-8") as file:
-        file.writelines(f"{source}\t{target}\n" for source, target in test_pairs)
+    with open(
+        os.path.join(args.output_dir, "held_out.tsv"), "w", encoding="utf-8"
+    ) as file:
+        file.writelines(
+            f"{source}\t{target}\n" for source, target in test_pairs
+        )
     encoder, decoder, source_vectorizer, target_vectorizer, epochs = train(
         args, train_pairs, validation_pairs
     )
     target_vocabulary = target_vectorizer.get_vocabulary()
-    sampler = (keras_hub.samplers.BeamSampler(args.beam_width)
-               if args.beam_width > 1 else None)
+    sampler = (
+        keras_hub.samplers.BeamSampler(args.beam_width)
+        if args.beam_width > 1
+        else None
+    )
     translations = translate(
-        [source for source, _ in test_pairs], encoder, decoder,
-        source_vectorizer, target_vocabulary, args.max_length, sampler=sampler,
+        [source for source, _ in test_pairs],
+        encoder,
+        decoder,
+        source_vectorizer,
+        target_vocabulary,
+        args.max_length,
+        sampler=sampler,
     )
     exact_match, bleu = evaluate(test_pairs, translations)
-    for (source, target), translation in list(zip(test_pairs, translations))[:5]:
+    for (source, target), translation in list(zip(test_pairs, translations))[
+        :5
+    ]:
         print(f"  {source}  ->  {translation}   (reference: {target})")
     # The SavedModel's graph runs TensorFlow ops: TensorFlow backend only.
     savedmodel = None
     if keras.backend.backend() == "tensorflow":
         savedmodel = export_translator(
-            os.path.join(args.output_dir, "savedmodel"), encoder, decoder,
-            source_vectorizer, target_vocabulary, max_length=args.max_length,
+            os.path.join(args.output_dir, "savedmodel"),
+            encoder,
+            decoder,
+            source_vectorizer,
+            target_vocabulary,
+            max_length=args.max_length,
             overwrite=True,
         )
     return {
@@ -281,28 +335,54 @@ def parse_args(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
-    add("--pairs", help="source<TAB>target file (Anki / Tatoeba format); "
-        "default: the generated English -> Spanish-like corpus")
-    add("--num-pairs", type=int, default=5000,
-        help="pairs to generate when --pairs is not given")
-    add("--output-dir", default="runs/translate",
-        help="checkpoint, backup, logs, vocabulary and SavedModel go here")
+    add(
+        "--pairs",
+        help="source<TAB>target file (Anki / Tatoeba format); "
+        "default: the generated English -> Spanish-like corpus",
+    )
+    add(
+        "--num-pairs",
+        type=int,
+        default=5000,
+        help="pairs to generate when --pairs is not given",
+    )
+    add(
+        "--output-dir",
+        default="runs/translate",
+        help="checkpoint, backup, logs, vocabulary and SavedModel go here",
+    )
     add("--hidden-dim", type=int, default=64)
     add("--num-heads", type=int, default=4)
     add("--intermediate-dim", type=int, default=128)
-    add("--num-layers", type=int, default=2,
-        help="encoder blocks, and as many decoder blocks")
+    add(
+        "--num-layers",
+        type=int,
+        default=2,
+        help="encoder blocks, and as many decoder blocks",
+    )
     add("--dropout", type=float, default=0.1)
     add("--batch-size", type=int, default=64)
     add("--epochs", type=int, default=10, help="most epochs (early stopping)")
     add("--steps-per-epoch", type=int, default=None)
-    add("--patience", type=int, default=3,
-        help="epochs without a better validation loss before stopping")
+    add(
+        "--patience",
+        type=int,
+        default=3,
+        help="epochs without a better validation loss before stopping",
+    )
     add("--learning-rate", type=float, default=1e-3)
-    add("--max-length", type=int, default=24,
-        help="most target tokens decoded, the start token included")
-    add("--beam-width", type=int, default=1,
-        help="beams of keras_hub's BeamSampler; 1 decodes greedily")
+    add(
+        "--max-length",
+        type=int,
+        default=24,
+        help="most target tokens decoded, the start token included",
+    )
+    add(
+        "--beam-width",
+        type=int,
+        default=1,
+        help="beams of keras_hub's BeamSampler; 1 decodes greedily",
+    )
     add("--seed", type=int, default=0)
     add("--verbose", type=int, default=1, help="Keras progress bar: 0, 1, 2")
     return parser.parse_args(argv)

@@ -51,8 +51,12 @@ DETERMINERS = [
 ]
 # Pronouns: English, Spanish, and the person index into the conjugations.
 PRONOUNS = [
-    ("I", "yo", 0), ("you", "tú", 1), ("he", "él", 2), ("she", "ella", 2),
-    ("we", "nosotros", 3), ("they", "ellos", 4),
+    ("I", "yo", 0),
+    ("you", "tú", 1),
+    ("he", "él", 2),
+    ("she", "ella", 2),
+    ("we", "nosotros", 3),
+    ("they", "ellos", 4),
 ]
 # Verbs: English base and third-person forms, Spanish present tense for
 # yo, tú, él/ella, nosotros, ellos.
@@ -60,16 +64,17 @@ TRANSITIVE_VERBS = [
     ("see", "sees", ("veo", "ves", "ve", "vemos", "ven")),
     ("want", "wants", ("quiero", "quieres", "quiere", "queremos", "quieren")),
     ("have", "has", ("tengo", "tienes", "tiene", "tenemos", "tienen")),
-    ("find", "finds", ("encuentro", "encuentras", "encuentra", "encontramos",
-                       "encuentran")),
+    (
+        "find",
+        "finds",
+        ("encuentro", "encuentras", "encuentra", "encontramos", "encuentran"),
+    ),
     ("buy", "buys", ("compro", "compras", "compra", "compramos", "compran")),
 ]
 INTRANSITIVE_VERBS = [
-    ("sleep", "sleeps", ("duermo", "duermes", "duerme", "dormimos",
-                         "duermen")),
+    ("sleep", "sleeps", ("duermo", "duermes", "duerme", "dormimos", "duermen")),
     ("run", "runs", ("corro", "corres", "corre", "corremos", "corren")),
-    ("walk", "walks", ("camino", "caminas", "camina", "caminamos",
-                       "caminan")),
+    ("walk", "walks", ("camino", "caminas", "camina", "caminamos", "caminan")),
     ("live", "lives", ("vivo", "vives", "vive", "vivimos", "viven")),
 ]
 PREPOSITIONS = [("in", "en"), ("with", "con"), ("near", "cerca de")]
@@ -205,8 +210,10 @@ def read_pairs(path):
             if not line.strip():
                 continue
             columns = line.split("\t")
-            if len(columns) < 2 or not columns[0].strip() or not (
-                columns[1].strip()
+            if (
+                len(columns) < 2
+                or not columns[0].strip()
+                or not (columns[1].strip())
             ):
                 raise ValueError(
                     f"{path}:{line_number}: expected `source<TAB>target` with "
@@ -236,5 +243,5 @@ def split_pairs(pairs, validation_fraction=0.1, test_fraction=0.1, seed=0):
             f"validation and {num_test} for test."
         )
     test = pairs[:num_test]
-    validation = pairs[num_test:num_test + num_validation]
-    return pairs[num_test + num_validation:], validation, test
+    validation = pairs[num_test : num_test + num_validation]
+    return pairs[num_test + num_validation :], validation, test

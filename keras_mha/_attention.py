@@ -166,8 +166,15 @@ def attend(
     chunk = attention_chunk_size_for(query.shape[2], key.shape[2], chunk_size)
     if chunk and not needs_probs and not flash_attention:
         outputs = chunked_attention(
-            query, key, value, chunk, query_mask, key_mask, attention_mask,
-            use_causal_mask, causal_offset,
+            query,
+            key,
+            value,
+            chunk,
+            query_mask,
+            key_mask,
+            attention_mask,
+            use_causal_mask,
+            causal_offset,
         )
         return ops.transpose(outputs, (0, 2, 1, 3)), None
     masks = (query_mask, key_mask, attention_mask)
@@ -182,15 +189,24 @@ def attend(
     mask = None
     if not (causal_only and fused):
         mask = merge_masks(
-            ops.shape(query)[2], ops.shape(key)[2], *masks,
-            use_causal_mask=use_causal_mask, causal_offset=causal_offset,
+            ops.shape(query)[2],
+            ops.shape(key)[2],
+            *masks,
+            use_causal_mask=use_causal_mask,
+            causal_offset=causal_offset,
         )
     if fused:
         return _fused_attention(
             query, key, value, mask, causal_only, flash_attention
         ), None
     return _explicit_attention(
-        query, key, value, mask, dropout, training, seed_generator,
+        query,
+        key,
+        value,
+        mask,
+        dropout,
+        training,
+        seed_generator,
         return_scores,
     )
 
@@ -326,8 +342,10 @@ def chunked_attention(
             range(0, key_length, chunk_size), keys, values
         ):
             key_stop = key_start + key_chunk.shape[2]
-            if use_causal_mask and static_offset and (
-                key_start > stop - 1 + causal_offset
+            if (
+                use_causal_mask
+                and static_offset
+                and (key_start > stop - 1 + causal_offset)
             ):
                 break  # Above the diagonal: no query of the chunk sees it.
             # Below the diagonal a block needs no causal mask.
@@ -380,7 +398,8 @@ def _mask_block(mask, start, stop, key_start, key_stop):
 
 
 def _online_softmax_step(mask, first):
-    """One block of the running softmax: `(q, k, v, [m, l, acc]) -> (m, l, acc)`.
+    """One block of the running softmax: `(q, k, v, [m, l, acc])` to
+    `(m, l, acc)`.
 
     The mask is closed over rather than passed: the rematerialization only
     differentiates and replays tensor arguments, and masks are boolean.

@@ -97,8 +97,11 @@ def check_cache(name, cache, num_heads, key_dim, value_dim):
     check_cacheable(key_dim, value_dim)
     head_dim = key_dim
     shape = tuple(cache.shape)
-    if len(shape) != 5 or shape[1] != 2 or shape[2] != num_heads or (
-        shape[4] != head_dim
+    if (
+        len(shape) != 5
+        or shape[1] != 2
+        or shape[2] != num_heads
+        or (shape[4] != head_dim)
     ):
         raise ValueError(
             f"`{name}` expected shape (batch, 2, {num_heads}, length, "

@@ -155,9 +155,7 @@ def decode(
             source_mask,
         )
         step = next_logits_cached
-    return sampler(
-        step, prompt, cache=cache, index=1, stop_token_ids=(end_id,)
-    )
+    return sampler(step, prompt, cache=cache, index=1, stop_token_ids=(end_id,))
 
 
 def _allowed(logits, prompt, index, start_id, end_id):
@@ -199,7 +197,8 @@ def cacheable_decoder_layers(decoder):
         return None
     target, encoded, source_mask = inputs
     layers = [
-        layer for layer in decoder.layers
+        layer
+        for layer in decoder.layers
         if not isinstance(layer, keras.layers.InputLayer)
     ]
     if len(layers) < 4:
@@ -223,12 +222,16 @@ def cacheable_decoder_layers(decoder):
         if not args or args[0] is not x:
             return None
         if isinstance(layer, TransformerDecoderBlock):
-            source = args[1] if len(args) > 1 else kwargs.pop(
-                "encoder_sequence", None
+            source = (
+                args[1]
+                if len(args) > 1
+                else kwargs.pop("encoder_sequence", None)
             )
-            if len(args) > 2 or source is not encoded or kwargs.pop(
-                "encoder_padding_mask", None
-            ) is not source_mask:
+            if (
+                len(args) > 2
+                or source is not encoded
+                or kwargs.pop("encoder_padding_mask", None) is not source_mask
+            ):
                 return None
         if len(args) > 1 and not isinstance(layer, TransformerDecoderBlock):
             return None

@@ -204,7 +204,7 @@ class MultiHeadAttention(keras.layers.Layer):
         self._output_dim = self.output_dim or width
 
     def _projection(self, name, input_shape, head_width):
-        """An EinsumDense from `(b, t, d)` to `(b, t, num_heads, head_width)`."""
+        """An EinsumDense from `(b, t, d)` to `(b, t, heads, head_width)`."""
         layer = keras.layers.EinsumDense(
             "btd,dnh->btnh",
             output_shape=(None, self.num_heads, head_width),
@@ -308,8 +308,15 @@ class MultiHeadAttention(keras.layers.Layer):
             k = project_heads(self.key_dense, key)  # (b, n, s, hk)
             v = project_heads(self.value_dense, value)  # (b, n, s, hv)
         return self._attend(
-            q, k, v, query_mask, key_mask, attention_mask, training,
-            return_attention_scores, cache=cache,
+            q,
+            k,
+            v,
+            query_mask,
+            key_mask,
+            attention_mask,
+            training,
+            return_attention_scores,
+            cache=cache,
             cache_update_index=cache_update_index,
         )
 
@@ -388,7 +395,9 @@ class MultiHeadAttention(keras.layers.Layer):
             # The causal mask already hides the positions not written yet.
             key_mask = written_positions(key_mask, ops.shape(k)[2], written)
         outputs, scores = attend(
-            q, k, v,
+            q,
+            k,
+            v,
             query_mask=query_mask,
             key_mask=key_mask,
             attention_mask=attention_mask,
@@ -409,13 +418,20 @@ class MultiHeadAttention(keras.layers.Layer):
             results += (cache,)
         return results[0] if len(results) == 1 else results
 
-    def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
+    def compute_output_shape(
+        self, query_shape, value_shape=None, key_shape=None
+    ):
         output_dim = self.output_dim or query_shape[-1]
         return (*query_shape[:-1], output_dim)
 
     def compute_output_spec(
-        self, query, value=None, key=None, return_attention_scores=False,
-        cache=None, **kwargs,
+        self,
+        query,
+        value=None,
+        key=None,
+        return_attention_scores=False,
+        cache=None,
+        **kwargs,
     ):
         value = query if value is None else value
         output = keras.KerasTensor(
@@ -427,7 +443,10 @@ class MultiHeadAttention(keras.layers.Layer):
             # the cache's), not the query's, in cross-attention.
             key_length = value.shape[1] if cache is None else cache.shape[3]
             scores_shape = (
-                query.shape[0], self.num_heads, query.shape[1], key_length
+                query.shape[0],
+                self.num_heads,
+                query.shape[1],
+                key_length,
             )
             results += (
                 keras.KerasTensor(scores_shape, dtype=self.compute_dtype),

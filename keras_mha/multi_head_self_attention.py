@@ -110,8 +110,15 @@ class MultiHeadSelfAttention(MultiHeadAttention):
         # call's inputs only masks them as queries.
         key_mask = mask if cache is None else None
         return self._attend(
-            q, k, v, mask, key_mask, attention_mask, training,
-            return_attention_scores, cache=cache,
+            q,
+            k,
+            v,
+            mask,
+            key_mask,
+            attention_mask,
+            training,
+            return_attention_scores,
+            cache=cache,
             cache_update_index=cache_update_index,
         )
 
@@ -142,6 +149,8 @@ class MultiHeadSelfAttention(MultiHeadAttention):
         self, inputs, return_attention_scores=False, cache=None, **kwargs
     ):
         return super().compute_output_spec(
-            inputs, inputs, return_attention_scores=return_attention_scores,
+            inputs,
+            inputs,
+            return_attention_scores=return_attention_scores,
             cache=cache,
         )

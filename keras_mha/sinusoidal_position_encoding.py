@@ -68,7 +68,7 @@ class SinusoidalPositionEncoding(keras.layers.Layer):
         self._inverse_frequencies = (
             self.max_wavelength ** (-exponents)
         ).astype("float32")
-        self._is_sine = (np.arange(width) % 2 == 0)
+        self._is_sine = np.arange(width) % 2 == 0
 
     def call(self, inputs, start_index=0):
         check_sequence_shape("inputs", inputs.shape, self._width)

@@ -150,8 +150,11 @@ class TransformerDecoderBlock(TransformerBlock):
         return_attention_scores=False,
     ):
         decoder_padding_mask = self._check_inputs(
-            decoder_sequence, encoder_sequence, decoder_padding_mask,
-            decoder_attention_mask, self_attention_cache,
+            decoder_sequence,
+            encoder_sequence,
+            decoder_padding_mask,
+            decoder_attention_mask,
+            self_attention_cache,
             cross_attention_cache,
         )
         x, (self_scores, self_attention_cache) = self._residual(
@@ -159,7 +162,9 @@ class TransformerDecoderBlock(TransformerBlock):
             self.self_attention_norm,
             self.self_attention_dropout,
             lambda y: _call_attention(
-                self.self_attention, return_attention_scores, y,
+                self.self_attention,
+                return_attention_scores,
+                y,
                 mask=decoder_padding_mask,
                 attention_mask=decoder_attention_mask,
                 training=training,
@@ -176,8 +181,12 @@ class TransformerDecoderBlock(TransformerBlock):
                     encoder_sequence
                 )
             x, (cross_scores, cross_attention_cache) = self._cross_attention(
-                x, encoder_sequence, decoder_padding_mask,
-                encoder_padding_mask, cross_attention_cache, training,
+                x,
+                encoder_sequence,
+                decoder_padding_mask,
+                encoder_padding_mask,
+                cross_attention_cache,
+                training,
                 return_attention_scores,
             )
             scores += (cross_scores,)
@@ -189,8 +198,13 @@ class TransformerDecoderBlock(TransformerBlock):
         return results[0] if len(results) == 1 else results
 
     def _check_inputs(
-        self, decoder_sequence, encoder_sequence, decoder_padding_mask,
-        decoder_attention_mask, self_cache, cross_cache,
+        self,
+        decoder_sequence,
+        encoder_sequence,
+        decoder_padding_mask,
+        decoder_attention_mask,
+        self_cache,
+        cross_cache,
     ):
         """Checks the inputs; returns the decoder padding mask to use."""
         check_float_dtype("decoder_sequence", decoder_sequence)
@@ -230,8 +244,14 @@ class TransformerDecoderBlock(TransformerBlock):
         return decoder_padding_mask
 
     def _cross_attention(
-        self, x, encoder_sequence, decoder_padding_mask, encoder_padding_mask,
-        cache, training, return_scores,
+        self,
+        x,
+        encoder_sequence,
+        decoder_padding_mask,
+        encoder_padding_mask,
+        cache,
+        training,
+        return_scores,
     ):
         """Cross-attention with Add & Norm; returns `(x, (scores, cache))`.
 
@@ -253,7 +273,9 @@ class TransformerDecoderBlock(TransformerBlock):
             self.cross_attention_norm,
             self.cross_attention_dropout,
             lambda y: _call_attention(
-                self.cross_attention, return_scores, y,
+                self.cross_attention,
+                return_scores,
+                y,
                 None if cache is not None else encoder_sequence,
                 query_mask=decoder_padding_mask,
                 value_mask=encoder_padding_mask,
@@ -323,8 +345,13 @@ class TransformerDecoderBlock(TransformerBlock):
         if self._has_cross_attention:
             if cross_attention_cache is None and encoder_sequence is not None:
                 cross_attention_cache = keras.KerasTensor(
-                    (batch, 2, self.num_heads, encoder_sequence.shape[1],
-                     self._width // self.num_heads),
+                    (
+                        batch,
+                        2,
+                        self.num_heads,
+                        encoder_sequence.shape[1],
+                        self._width // self.num_heads,
+                    ),
                     dtype=self.compute_dtype,
                 )
             caches.append(cross_attention_cache)

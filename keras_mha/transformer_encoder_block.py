@@ -83,13 +83,18 @@ class TransformerEncoderBlock(TransformerBlock):
             padding_mask = get_keras_mask(inputs)
         check_mask_shape("padding_mask", padding_mask, tuple(inputs.shape[:2]))
         x, scores = self._self_attention_sublayer(
-            inputs, padding_mask, attention_mask, training,
+            inputs,
+            padding_mask,
+            attention_mask,
+            training,
             return_attention_scores,
         )
         x, _ = self._ffn_sublayer(x, training)
         return (x, scores) if return_attention_scores else x
 
-    def compute_output_spec(self, inputs, return_attention_scores=False, **kwargs):
+    def compute_output_spec(
+        self, inputs, return_attention_scores=False, **kwargs
+    ):
         output = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
         if not return_attention_scores:
             return output

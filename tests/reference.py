@@ -42,7 +42,7 @@ def weights_of(layer):
     if hasattr(layer, "qkv_dense"):
         kernel, bias = np_(layer.qkv_dense.kernel), np_(layer.qkv_dense.bias)
         hk = layer._key_dim
-        split = lambda x: (x[..., :hk], x[..., hk : 2 * hk], x[..., 2 * hk :])  # noqa: E731
+        split = lambda x: (x[..., :hk], x[..., hk : 2 * hk], x[..., 2 * hk :])
         (wq, wk, wv), (bq, bk, bv) = split(kernel), split(bias)
     else:
         wq, bq = np_(layer.query_dense.kernel), np_(layer.query_dense.bias)

@@ -256,7 +256,10 @@ def small_translation_model(epochs=4, seed=1):
     model, encoder, decoder = translate.build_translator(
         source_vectorizer.vocabulary_size(),
         target_vectorizer.vocabulary_size(),
-        hidden_dim=32, num_heads=2, intermediate_dim=32, num_layers=1,
+        hidden_dim=32,
+        num_heads=2,
+        intermediate_dim=32,
+        num_layers=1,
         dropout=0.0,
     )
     # Vectorizing also builds the vectorizers, which an export needs.
@@ -273,8 +276,12 @@ def small_translation_model(epochs=4, seed=1):
         model.fit(inputs, labels, batch_size=32, epochs=epochs, verbose=0)
     return (
         model,
-        (encoder, decoder, source_vectorizer,
-         target_vectorizer.get_vocabulary()),
+        (
+            encoder,
+            decoder,
+            source_vectorizer,
+            target_vectorizer.get_vocabulary(),
+        ),
     )
 
 

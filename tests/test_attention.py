@@ -52,7 +52,7 @@ def _chunked(q, k, v, chunk=CHUNK, **masks):
 
 
 def _value_and_grads(fn, q, k, v):
-    """`fn(q, k, v)` and the gradients of a weighted sum of it w.r.t. q, k, v."""
+    """`fn(q, k, v)` and the gradients of a weighted sum of it (q, k, v)."""
     weights = (
         np.random.default_rng(9)
         .normal(size=(BATCH, HEADS, q.shape[2], v.shape[-1]))

@@ -112,8 +112,9 @@ def _check(layer, call, problem, self_attention):
     visible = np.broadcast_to(mask[:, None], scores.shape)
     assert np.all(scores[~visible] == 0.0)
     row_sums = scores.sum(-1)
-    np.testing.assert_allclose(row_sums, visible.any(-1).astype("float32"),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        row_sums, visible.any(-1).astype("float32"), atol=1e-5
+    )
 
 
 @SETTINGS

@@ -14,12 +14,25 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def smoke(tmp_path_factory):
     """Runs the smoke benchmark once; returns (summary line, results)."""
     results_dir = tmp_path_factory.mktemp("bench")
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "tensorflow",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
     completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--smoke",
-         "--results-dir", str(results_dir)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--smoke",
+            "--results-dir",
+            str(results_dir),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]

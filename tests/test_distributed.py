@@ -26,8 +26,9 @@ def _check_same_training(workdir):
     parallel = load_arrays(workdir / "parallel.npz")
     assert len(single) == len(parallel) == len(initial) > 0
     for one_device, two_devices in zip(single, parallel):
-        np.testing.assert_allclose(two_devices, one_device, rtol=1e-5,
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            two_devices, one_device, rtol=1e-5, atol=1e-6
+        )
     moved = max(np.abs(a - b).max() for a, b in zip(single, initial))
     assert moved > 1e-2, "training did not change the weights"
 
@@ -57,7 +58,8 @@ def test_jax_data_parallel_matches_one_device(tmp_path):
     result = run_worker(
         "jax_data_parallel",
         tmp_path,
-        "--steps", 3,
+        "--steps",
+        3,
         env={
             "KERAS_BACKEND": "jax",
             "XLA_FLAGS": "--xla_force_host_platform_device_count=2",

@@ -18,9 +18,24 @@ import demo  # noqa: E402
 import translate  # noqa: E402
 
 TINY_TRANSLATOR = [
-    "--num-pairs", "300", "--epochs", "2", "--hidden-dim", "16",
-    "--num-heads", "2", "--intermediate-dim", "16", "--num-layers", "1",
-    "--batch-size", "32", "--max-length", "12", "--verbose", "0",
+    "--num-pairs",
+    "300",
+    "--epochs",
+    "2",
+    "--hidden-dim",
+    "16",
+    "--num-heads",
+    "2",
+    "--intermediate-dim",
+    "16",
+    "--num-layers",
+    "1",
+    "--batch-size",
+    "32",
+    "--max-length",
+    "12",
+    "--verbose",
+    "0",
 ]
 
 
@@ -30,7 +45,8 @@ def last_json_line(capsys):
 
 
 @pytest.mark.parametrize(
-    "module", [translate, classify_digits, attention_heads, demo],
+    "module",
+    [translate, classify_digits, attention_heads, demo],
     ids=lambda module: module.__name__,
 )
 def test_help(module, capsys):
@@ -46,7 +62,11 @@ def test_translate_then_attention_heads(tmp_path, capsys):
     printed, _ = last_json_line(capsys)
     assert printed == summary
     assert set(summary) == {
-        "exact_match", "bleu", "epochs", "seconds", "savedmodel",
+        "exact_match",
+        "bleu",
+        "epochs",
+        "seconds",
+        "savedmodel",
     }
     assert 0 <= summary["exact_match"] <= 1 and 0 <= summary["bleu"] <= 1
     assert summary["epochs"] == 2
@@ -54,8 +74,7 @@ def test_translate_then_attention_heads(tmp_path, capsys):
     assert summary["savedmodel"] == (savedmodel if TENSORFLOW else None)
     saved_model_pb = os.path.join(savedmodel, "saved_model.pb")
     assert os.path.exists(saved_model_pb) == TENSORFLOW
-    for name in ["translator.keras", "vocabulary.json", "held_out.tsv",
-                 "logs"]:
+    for name in ["translator.keras", "vocabulary.json", "held_out.tsv", "logs"]:
         assert os.path.exists(os.path.join(output_dir, name)), name
     # A finished run removes its backup; only an interrupted one keeps it.
     assert not os.path.exists(os.path.join(output_dir, "backup"))
@@ -81,12 +100,20 @@ class Interrupt(keras.callbacks.Callback):
 
 
 def test_interrupted_translate_run_resumes(tmp_path, capsys, monkeypatch):
-    argv = [*TINY_TRANSLATOR, "--epochs", "3", "--verbose", "2",
-            "--output-dir", str(tmp_path)]
+    argv = [
+        *TINY_TRANSLATOR,
+        "--epochs",
+        "3",
+        "--verbose",
+        "2",
+        "--output-dir",
+        str(tmp_path),
+    ]
     # The interruption comes after BackupAndRestore saved the epoch, as the
     # TensorBoard callback runs last.
-    monkeypatch.setattr(keras.callbacks, "TensorBoard",
-                        lambda *args, **kwargs: Interrupt())
+    monkeypatch.setattr(
+        keras.callbacks, "TensorBoard", lambda *args, **kwargs: Interrupt()
+    )
     with pytest.raises(KeyboardInterrupt):
         translate.main(argv)
     monkeypatch.undo()
@@ -113,11 +140,26 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
 
 
 def test_classify_digits_tiny(tmp_path, capsys):
-    summary = classify_digits.main([
-        "--epochs", "1", "--steps-per-epoch", "5", "--hidden-dim", "16",
-        "--num-heads", "2", "--intermediate-dim", "16", "--num-layers", "1",
-        "--verbose", "0", "--output-dir", str(tmp_path),
-    ])
+    summary = classify_digits.main(
+        [
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "5",
+            "--hidden-dim",
+            "16",
+            "--num-heads",
+            "2",
+            "--intermediate-dim",
+            "16",
+            "--num-layers",
+            "1",
+            "--verbose",
+            "0",
+            "--output-dir",
+            str(tmp_path),
+        ]
+    )
     printed, _ = last_json_line(capsys)
     assert printed == summary
     assert summary["test_images"] == 360 and summary["epochs"] == 1

@@ -18,8 +18,8 @@ from keras_mha.export import decode
 from keras_mha.export import export_translator
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
-import translate  # noqa: E402
-import translation_data  # noqa: E402
+import translate
+import translation_data
 
 MAX_LENGTH = 14
 SHORT = ["I run.", "We sleep.", "She walks."]
@@ -62,7 +62,10 @@ def translator():
     model, encoder, decoder = translate.build_translator(
         source_vectorizer.vocabulary_size(),
         target_vectorizer.vocabulary_size(),
-        hidden_dim=32, num_heads=2, intermediate_dim=32, num_layers=1,
+        hidden_dim=32,
+        num_heads=2,
+        intermediate_dim=32,
+        num_layers=1,
         dropout=0.0,
     )
     model.compile(
@@ -71,9 +74,16 @@ def translator():
             from_logits=True, ignore_class=0
         ),
     )
-    x, y = translate.vectorize_pairs(pairs, source_vectorizer, target_vectorizer)
+    x, y = translate.vectorize_pairs(
+        pairs, source_vectorizer, target_vectorizer
+    )
     model.fit(x, y, batch_size=32, epochs=4, verbose=0)
-    return encoder, decoder, source_vectorizer, target_vectorizer.get_vocabulary()
+    return (
+        encoder,
+        decoder,
+        source_vectorizer,
+        target_vectorizer.get_vocabulary(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +104,10 @@ def expected(translator):
 def serve(path, batches):
     result = subprocess.run(
         [sys.executable, "-c", SERVE, str(path), json.dumps(batches)],
-        capture_output=True, text=True, env=ENV, timeout=300,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -106,8 +119,9 @@ def test_served_translations_equal_the_python_model(expected, exported):
     assert len(set(expected.values())) > 3, expected
     mixed = [SENTENCES[i] for i in (0, 3, 1, 4, 2, 5, 6, 7)]
     served = serve(exported, [mixed, SHORT, LONG])
-    assert served == [[expected[s] for s in batch] for batch in
-                      (mixed, SHORT, LONG)]
+    assert served == [
+        [expected[s] for s in batch] for batch in (mixed, SHORT, LONG)
+    ]
 
 
 def test_python_batches_equal_single_sentences(translator, expected):
@@ -121,12 +135,22 @@ def test_saved_model_cli_runs_the_export(expected, exported, tmp_path):
     result = subprocess.run(
         [
             os.path.join(os.path.dirname(sys.executable), "saved_model_cli"),
-            "run", "--dir", str(exported), "--tag_set", "serve",
-            "--signature_def", "serving_default",
-            "--input_exprs", f"sentences={sentences!r}",
-            "--outdir", str(tmp_path),
+            "run",
+            "--dir",
+            str(exported),
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--input_exprs",
+            f"sentences={sentences!r}",
+            "--outdir",
+            str(tmp_path),
         ],
-        capture_output=True, text=True, env=ENV, timeout=300,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     served = np.load(tmp_path / "translations.npy", allow_pickle=True)
@@ -188,16 +212,19 @@ def test_failed_export_keeps_the_existing_export(
         rename = os.rename
 
         def fail_into_place(source, destination):
-            if str(destination) == str(path) and ".export-" in str(source) and (
-                not str(source).endswith(".old")
+            if (
+                str(destination) == str(path)
+                and ".export-" in str(source)
+                and (not str(source).endswith(".old"))
             ):
                 raise OSError("Rename failed")
             rename(source, destination)
 
         monkeypatch.setattr(os, "rename", fail_into_place)
     with pytest.raises(OSError, match="failed|No space"):
-        export_translator(path, *translator, max_length=MAX_LENGTH,
-                          overwrite=True)
+        export_translator(
+            path, *translator, max_length=MAX_LENGTH, overwrite=True
+        )
     monkeypatch.undo()
     assert os.listdir(tmp_path) == ["translator"]
     assert snapshot(path) == before
@@ -209,8 +236,14 @@ def test_export_rejects_a_vocabulary_without_the_end_token(
 ):
     encoder, decoder, source_vectorizer, vocabulary = translator
     with pytest.raises(ValueError, match="end_token='<eos>'"):
-        export_translator(tmp_path / "t", encoder, decoder, source_vectorizer,
-                          vocabulary, end_token="<eos>")
+        export_translator(
+            tmp_path / "t",
+            encoder,
+            decoder,
+            source_vectorizer,
+            vocabulary,
+            end_token="<eos>",
+        )
     assert os.listdir(tmp_path) == []
 
 
@@ -221,8 +254,9 @@ def test_export_rejects_a_vocabulary_without_the_end_token(
 def test_export_needs_the_tensorflow_backend(translator, tmp_path):
     encoder, decoder, source_vectorizer, vocabulary = translator
     with pytest.raises(ValueError, match="needs the TensorFlow backend"):
-        export_translator(tmp_path / "t", encoder, decoder, source_vectorizer,
-                          vocabulary)
+        export_translator(
+            tmp_path / "t", encoder, decoder, source_vectorizer, vocabulary
+        )
     assert os.listdir(tmp_path) == []
 
 
@@ -230,8 +264,16 @@ def _decode_both_ways(encoder, decoder, source_ids, vocabulary, sampler):
     start_id, end_id = vocabulary.index("[start]"), vocabulary.index("[end]")
     return [
         keras.ops.convert_to_numpy(
-            decode(encoder, decoder, source_ids, MAX_LENGTH, start_id, end_id,
-                   sampler=sampler, use_cache=use_cache)
+            decode(
+                encoder,
+                decoder,
+                source_ids,
+                MAX_LENGTH,
+                start_id,
+                end_id,
+                sampler=sampler,
+                use_cache=use_cache,
+            )
         )
         for use_cache in (True, False)
     ]
@@ -246,8 +288,12 @@ def untrained():
     vocabulary = ["", "[UNK]", "[start]", "[end]"]
     vocabulary += [f"w{i}" for i in range(20)]
     model, encoder, decoder = translate.build_translator(
-        source_vectorizer.vocabulary_size(), len(vocabulary),
-        hidden_dim=16, num_heads=2, intermediate_dim=16, num_layers=2,
+        source_vectorizer.vocabulary_size(),
+        len(vocabulary),
+        hidden_dim=16,
+        num_heads=2,
+        intermediate_dim=16,
+        num_layers=2,
         dropout=0.0,
     )
     # Never emit the end token, whatever the backend's random weights: every
@@ -271,7 +317,10 @@ def test_cached_decoding_equals_recomputing_the_prefix(
     assert cacheable_decoder_layers(decoder) is not None
     sampler = keras_hub.samplers.BeamSampler(beams) if beams > 1 else None
     cached, recomputed = _decode_both_ways(
-        encoder, decoder, source_vectorizer(np.array(SENTENCES)), vocabulary,
+        encoder,
+        decoder,
+        source_vectorizer(np.array(SENTENCES)),
+        vocabulary,
         sampler,
     )
     np.testing.assert_array_equal(cached, recomputed)
@@ -315,8 +364,22 @@ def test_a_decoder_that_is_not_a_plain_stack_recomputes_the_prefix(untrained):
         _decode_both_ways(encoder, decoder, source_ids, vocabulary, None)[0],
     )
     with pytest.raises(ValueError, match="use_cache=True"):
-        decode(encoder, wrapped, source_ids, MAX_LENGTH, start_id, end_id,
-               use_cache=True)
+        decode(
+            encoder,
+            wrapped,
+            source_ids,
+            MAX_LENGTH,
+            start_id,
+            end_id,
+            use_cache=True,
+        )
     with pytest.raises(ValueError, match="use_cache='yes'"):
-        decode(encoder, decoder, source_ids, MAX_LENGTH, start_id, end_id,
-               use_cache="yes")
+        decode(
+            encoder,
+            decoder,
+            source_ids,
+            MAX_LENGTH,
+            start_id,
+            end_id,
+            use_cache="yes",
+        )

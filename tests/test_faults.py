@@ -87,9 +87,13 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     )
     # And training did move the weights.
     initial = weights_as_arrays(build_translator(seed=0))
-    assert max(
-        np.abs(a - b).max() for a, b in zip(weights_as_arrays(resumed), initial)
-    ) > 1e-2
+    assert (
+        max(
+            np.abs(a - b).max()
+            for a, b in zip(weights_as_arrays(resumed), initial)
+        )
+        > 1e-2
+    )
 
 
 @pytest.mark.slow
@@ -103,9 +107,16 @@ def test_sigkilled_run_resumes_and_its_checkpoint_loads(tmp_path):
     hang_at = 2 * BATCHES_PER_EPOCH + 2  # Two batches into the third epoch.
     child = subprocess.Popen(
         [
-            sys.executable, "-m", "tests.reliability_helpers",
-            "train_with_backup", "--workdir", str(run_dir),
-            "--epochs", str(EPOCHS), "--hang-at", str(hang_at),
+            sys.executable,
+            "-m",
+            "tests.reliability_helpers",
+            "train_with_backup",
+            "--workdir",
+            str(run_dir),
+            "--epochs",
+            str(EPOCHS),
+            "--hang-at",
+            str(hang_at),
         ],
         cwd=REPO_ROOT,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
@@ -211,8 +222,9 @@ def test_cross_attention_with_fully_masked_rows_outputs_zeros():
     attention_mask = np.ones((2, 4, 6), bool)
     attention_mask[1, 2] = False  # One query may see nothing.
     outputs = keras.ops.convert_to_numpy(
-        layer(query, value, value_mask=value_mask,
-              attention_mask=attention_mask)
+        layer(
+            query, value, value_mask=value_mask, attention_mask=attention_mask
+        )
     )
     assert np.all(outputs[0] == 0.0) and np.all(outputs[1, 2] == 0.0)
     assert np.all(np.abs(outputs[1, [0, 1, 3]]).sum(-1) > 0)
@@ -235,18 +247,24 @@ def test_empty_sequences_in_a_batch_train_with_finite_weights():
 FLOAT16_MAX = 65504.0
 
 MIXED_PRECISION_CASES = [
-    ("self-attention",
-     lambda: keras_mha.MultiHeadSelfAttention(4), ("x",)),
-    ("self-attention-causal-scores",
-     lambda: keras_mha.MultiHeadSelfAttention(4, use_causal_mask=True),
-     ("x", "scores")),
+    ("self-attention", lambda: keras_mha.MultiHeadSelfAttention(4), ("x",)),
+    (
+        "self-attention-causal-scores",
+        lambda: keras_mha.MultiHeadSelfAttention(4, use_causal_mask=True),
+        ("x", "scores"),
+    ),
     ("cross-attention", lambda: keras_mha.MultiHeadAttention(4), ("x", "e")),
-    ("encoder-block",
-     lambda: keras_mha.TransformerEncoderBlock(4, 32), ("x",)),
-    ("decoder-block",
-     lambda: keras_mha.TransformerDecoderBlock(4, 32), ("x", "e")),
-    ("position-encoding",
-     lambda: keras_mha.SinusoidalPositionEncoding(), ("x",)),
+    ("encoder-block", lambda: keras_mha.TransformerEncoderBlock(4, 32), ("x",)),
+    (
+        "decoder-block",
+        lambda: keras_mha.TransformerDecoderBlock(4, 32),
+        ("x", "e"),
+    ),
+    (
+        "position-encoding",
+        lambda: keras_mha.SinusoidalPositionEncoding(),
+        ("x",),
+    ),
 ]
 
 
@@ -257,13 +275,16 @@ MIXED_PRECISION_CASES = [
 )
 def test_large_inputs_stay_finite_under_mixed_float16(make_layer, args):
     keras.config.set_dtype_policy("mixed_float16")
-    tensors = {"x": _floats(2, 6, 16, scale=1e3),
-               "e": _floats(2, 7, 16, scale=1e3)}
+    tensors = {
+        "x": _floats(2, 6, 16, scale=1e3),
+        "e": _floats(2, 7, 16, scale=1e3),
+    }
     layer = make_layer()
     inputs = [tensors[name] for name in args if name != "scores"]
-    outputs = layer(*inputs, **(
-        {"return_attention_scores": True} if "scores" in args else {}
-    ))
+    outputs = layer(
+        *inputs,
+        **({"return_attention_scores": True} if "scores" in args else {}),
+    )
     for output in keras.tree.flatten(outputs):
         assert keras.backend.standardize_dtype(output.dtype) == "float16"
         assert np.all(np.isfinite(keras.ops.convert_to_numpy(output)))

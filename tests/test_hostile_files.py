@@ -77,7 +77,7 @@ def test_lambda_layer_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "code-ran"
 
     # A lambda is stored as bytecode; a named function only by its name.
-    touch_marker = lambda x, path: (open(path, "w").close(), x)[1]  # noqa: E731
+    touch_marker = lambda x, path: (open(path, "w").close(), x)[1]
     inputs = keras.Input((4, 12))
     x = keras_mha.TransformerEncoderBlock(3, 7)(inputs)
     x = keras.layers.Lambda(touch_marker, arguments={"path": str(marker)})(x)
@@ -96,14 +96,30 @@ def test_lambda_layer_is_refused_and_never_runs(tmp_path):
 
 # (id, replacement of the encoder block's class fields, payload kind)
 TAMPERED_CLASSES = [
-    ("unknown-class", {"class_name": "NotALayer",
-                       "registered_name": "evil>NotALayer"}, "python"),
-    ("unknown-module", {"module": "evil_module", "class_name": "Payload",
-                        "registered_name": None}, "python"),
-    ("os-system", {"module": "os", "class_name": "system",
-                   "registered_name": None}, "shell"),
-    ("builtins-exec", {"module": "builtins", "class_name": "exec",
-                       "registered_name": None}, "python"),
+    (
+        "unknown-class",
+        {"class_name": "NotALayer", "registered_name": "evil>NotALayer"},
+        "python",
+    ),
+    (
+        "unknown-module",
+        {
+            "module": "evil_module",
+            "class_name": "Payload",
+            "registered_name": None,
+        },
+        "python",
+    ),
+    (
+        "os-system",
+        {"module": "os", "class_name": "system", "registered_name": None},
+        "shell",
+    ),
+    (
+        "builtins-exec",
+        {"module": "builtins", "class_name": "exec", "registered_name": None},
+        "python",
+    ),
 ]
 
 
@@ -112,23 +128,28 @@ TAMPERED_CLASSES = [
     [case[1:] for case in TAMPERED_CLASSES],
     ids=[case[0] for case in TAMPERED_CLASSES],
 )
-def test_tampered_class_is_refused_and_never_runs(model_file, tmp_path,
-                                                  changes, payload):
+def test_tampered_class_is_refused_and_never_runs(
+    model_file, tmp_path, changes, payload
+):
     marker = tmp_path / "code-ran"
     config = _config(model_file[0])
     layer = _find_layer(config, "TransformerEncoderBlock")
     layer.update(changes)
     # What the class would run if the loader ever called it on its config.
-    layer["config"] = {"command": (
-        f"touch {marker}" if payload == "shell"
-        else f"open({str(marker)!r}, 'w').close()"
-    )}
+    layer["config"] = {
+        "command": (
+            f"touch {marker}"
+            if payload == "shell"
+            else f"open({str(marker)!r}, 'w').close()"
+        )
+    }
     path = str(tmp_path / "tampered.keras")
     _rewrite_archive(model_file[0], path, config=config)
     for safe_mode in (True, False):
-        with pytest.raises(TypeError, match=(
-            f"Could not locate class '{changes['class_name']}'"
-        )):
+        with pytest.raises(
+            TypeError,
+            match=(f"Could not locate class '{changes['class_name']}'"),
+        ):
             keras_mha.saving.load_model(path, safe_mode=safe_mode)
     assert not marker.exists()
 
@@ -153,13 +174,22 @@ def _damaged_copies(path, directory):
         with open(paths[name], "wb") as f:
             f.write(blob)
     paths["config-not-json"] = os.path.join(directory, "config.keras")
-    _rewrite_archive(path, paths["config-not-json"],
-                     members={"config.json": config[: len(config) // 2]})
+    _rewrite_archive(
+        path,
+        paths["config-not-json"],
+        members={"config.json": config[: len(config) // 2]},
+    )
     return paths
 
 
-DAMAGE = ["truncated-half", "truncated-to-10-bytes", "empty", "random-bytes",
-          "flipped-bytes", "config-not-json"]
+DAMAGE = [
+    "truncated-half",
+    "truncated-to-10-bytes",
+    "empty",
+    "random-bytes",
+    "flipped-bytes",
+    "config-not-json",
+]
 
 
 @pytest.mark.parametrize("damage", DAMAGE)
@@ -289,7 +319,7 @@ def test_process_killed_while_saving_leaves_a_loadable_file(tmp_path):
     path = str(tmp_path / "model.keras")
     keras_mha.saving.save_model(build_translator(seed=0), path)
     rng = np.random.default_rng(0)
-    for attempt in range(3):
+    for _attempt in range(3):
         child = subprocess.Popen(
             [sys.executable, "-c", _SAVE_LOOP, path],
             cwd=REPO_ROOT,

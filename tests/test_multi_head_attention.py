@@ -42,18 +42,24 @@ def test_layer_conventions(kwargs, width_out, tmp_path):
     )
 
 
-@pytest.mark.parametrize("return_scores", [False, True], ids=["fused", "explicit"])
+@pytest.mark.parametrize(
+    "return_scores", [False, True], ids=["fused", "explicit"]
+)
 def test_matches_numpy_reference_with_key_padding(return_scores):
     layer = keras_mha.MultiHeadAttention(
         HEADS, bias_initializer="random_normal"
     )
     value_mask = np.array([[1, 1, 0, 0], [1, 1, 1, 1]], bool)
     out = layer(
-        _query(), _value(), value_mask=value_mask,
+        _query(),
+        _value(),
+        value_mask=value_mask,
         return_attention_scores=return_scores,
     )
     expected, expected_probs = reference.attention(
-        _query(), _value(), *reference.weights_of(layer),
+        _query(),
+        _value(),
+        *reference.weights_of(layer),
         mask=value_mask[:, None, :],
     )
     if return_scores:
@@ -83,8 +89,10 @@ def test_implicit_masks_of_query_and_value():
     queries = np.array([[1, 2, 3, 0, 0], [4, 5, 6, 7, 8]])
     values = np.array([[1, 2, 0, 0], [3, 4, 5, 6]])
     explicit = layer(
-        embed_q(queries), embed_v(values),
-        query_mask=queries != 0, value_mask=values != 0,
+        embed_q(queries),
+        embed_v(values),
+        query_mask=queries != 0,
+        value_mask=values != 0,
     )
     np.testing.assert_allclose(
         _np(model([queries, values])), _np(explicit), atol=1e-6
@@ -114,7 +122,9 @@ def test_value_padding_is_invisible():
 
 def test_bad_mask_shape():
     layer = keras_mha.MultiHeadAttention(HEADS)
-    with pytest.raises(ValueError, match=r"value_mask` expected shape \(2, 4\).*\(2, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"value_mask` expected shape \(2, 4\).*\(2, 5\)"
+    ):
         layer(_query(), _value(), value_mask=np.ones((BATCH, 5), bool))
     with pytest.raises(ValueError, match=r"attention_mask.*\(2, 5, 5\)"):
         layer(_query(), _value(), attention_mask=np.ones((BATCH, 5, 5), bool))

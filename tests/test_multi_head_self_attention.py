@@ -13,8 +13,10 @@ BATCH, SEQ, WIDTH, HEADS = 2, 5, 12, 3
 
 
 def _inputs(seed=0, seq=SEQ):
-    return np.random.default_rng(seed).normal(size=(BATCH, seq, WIDTH)).astype(
-        "float32"
+    return (
+        np.random.default_rng(seed)
+        .normal(size=(BATCH, seq, WIDTH))
+        .astype("float32")
     )
 
 
@@ -88,7 +90,9 @@ def test_scores_are_probabilities_with_exact_zeros_at_masked_keys():
     assert np.all(scores[0, :, :, 3:] == 0.0)
 
 
-@pytest.mark.parametrize("return_scores", [False, True], ids=["fused", "explicit"])
+@pytest.mark.parametrize(
+    "return_scores", [False, True], ids=["fused", "explicit"]
+)
 def test_fully_masked_query_rows_give_zeros_not_nan(return_scores):
     layer = _layer(use_bias=False)
     attention_mask = np.ones((BATCH, SEQ, SEQ), bool)
@@ -132,7 +136,9 @@ def test_permutation_equivariance_without_positions():
     )
 
 
-@pytest.mark.parametrize("return_scores", [False, True], ids=["fused", "explicit"])
+@pytest.mark.parametrize(
+    "return_scores", [False, True], ids=["fused", "explicit"]
+)
 def test_causal_mask_hides_the_future(return_scores):
     layer = _layer(use_causal_mask=True)
     x = _inputs()
@@ -200,7 +206,9 @@ def test_fused_kernel_at_inference_even_with_dropout(monkeypatch):
 def test_causal_only_passes_is_causal_instead_of_a_mask(monkeypatch):
     spy = _Spy(monkeypatch)
     _layer(use_causal_mask=True)(_inputs())
-    assert spy.calls == [{"mask": None, "is_causal": True, "flash_attention": None}]
+    assert spy.calls == [
+        {"mask": None, "is_causal": True, "flash_attention": None}
+    ]
 
 
 def test_tensorflow_alone_defaults_to_the_explicit_path(monkeypatch):
@@ -235,9 +243,15 @@ def test_flash_attention_false_uses_the_explicit_path(monkeypatch):
         ({"num_heads": 3, "dropout": 1.0}, ValueError, r"\[0, 1\)"),
         ({"num_heads": 3, "dropout": -0.1}, ValueError, "dropout=-0.1"),
         ({"num_heads": 3, "key_dim": 0}, ValueError, "key_dim=0"),
-        ({"num_heads": 3, "flash_attention": "yes"}, ValueError, "flash_attention"),
+        (
+            {"num_heads": 3, "flash_attention": "yes"},
+            ValueError,
+            "flash_attention",
+        ),
     ],
-    ids=lambda v: str(v) if not isinstance(v, dict) else "-".join(map(str, v.values())),
+    ids=lambda v: (
+        str(v) if not isinstance(v, dict) else "-".join(map(str, v.values()))
+    ),
 )
 def test_bad_constructor_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -245,7 +259,9 @@ def test_bad_constructor_arguments(kwargs, error, match):
 
 
 def test_heads_must_divide_width_without_key_dim():
-    with pytest.raises(ValueError, match="num_heads=5 must divide the input width 12"):
+    with pytest.raises(
+        ValueError, match="num_heads=5 must divide the input width 12"
+    ):
         keras_mha.MultiHeadSelfAttention(5)(_inputs())
     out = keras_mha.MultiHeadSelfAttention(5, key_dim=4)(_inputs())
     assert tuple(out.shape) == (BATCH, SEQ, WIDTH)
@@ -262,7 +278,9 @@ def test_bad_inputs():
         layer(np.zeros((2, 5, 12), "int32"))
     with pytest.raises(ValueError, match=r"attention_mask.*\(2, 5, 4\)"):
         layer(_inputs(), attention_mask=np.ones((2, 5, 4), bool))
-    with pytest.raises(ValueError, match=r"`mask` expected shape \(2, 5\).*\(2, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"`mask` expected shape \(2, 5\).*\(2, 4\)"
+    ):
         layer(_inputs(), mask=np.ones((2, 4), bool))
 
 

@@ -69,15 +69,19 @@ def make_requests(count, seed=0):
     """`count` batches of 1 to 32 sentences, 0 to 20 words each."""
     import translation_data  # On the path once the translator is built.
 
-    sentences = [source for source, _ in translation_data.generate_pairs(
-        400, seed=seed + 7
-    )]
+    sentences = [
+        source
+        for source, _ in translation_data.generate_pairs(400, seed=seed + 7)
+    ]
     rng = np.random.default_rng(seed)
     words = " ".join(sentences).split()
     # Beside whole sentences (4-10 words): empty, cut and run-on ones.
-    sentences += [" ".join(words[i:i + n]) for i, n in zip(
-        rng.integers(0, len(words) - 20, 100), rng.integers(0, 21, 100)
-    )]
+    sentences += [
+        " ".join(words[i : i + n])
+        for i, n in zip(
+            rng.integers(0, len(words) - 20, 100), rng.integers(0, 21, 100)
+        )
+    ]
     return [
         [str(s) for s in rng.choice(sentences, rng.integers(1, MAX_BATCH + 1))]
         for _ in range(count)
@@ -100,20 +104,25 @@ def test_concurrent_requests_equal_sequential_ones(serve, num_requests):
         before = resident_mb()
         answers = list(pool.map(serve, requests))
         after = resident_mb()
-    mismatches = [i for i, (a, e) in enumerate(zip(answers, expected))
-                  if a != e]
+    mismatches = [
+        i for i, (a, e) in enumerate(zip(answers, expected)) if a != e
+    ]
     assert not mismatches, (
         f"{len(mismatches)} of {num_requests} requests differ, the first: "
         f"{requests[mismatches[0]]} -> {answers[mismatches[0]]}, alone "
         f"{expected[mismatches[0]]}"
     )
-    print(json.dumps({
-        "requests": num_requests,
-        "sentences": sum(map(len, requests)),
-        "threads": THREADS,
-        "rss_before_mb": round(before, 1),
-        "rss_after_mb": round(after, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "requests": num_requests,
+                "sentences": sum(map(len, requests)),
+                "threads": THREADS,
+                "rss_before_mb": round(before, 1),
+                "rss_after_mb": round(after, 1),
+            }
+        )
+    )
     assert after - before < RSS_SLACK_MB, (before, after)
 
 
@@ -124,4 +133,3 @@ def test_threads_share_one_loaded_model(serve):
     with ThreadPoolExecutor(len(requests)) as pool:
         assert list(pool.map(serve, requests)) == alone
     assert len(alone[0]) == MAX_BATCH and len(alone[1]) == 1
-

@@ -30,7 +30,9 @@ def test_layer_conventions(add_to_input, tmp_path):
     run_layer_test(
         keras_mha.SinusoidalPositionEncoding,
         {"add_to_input": add_to_input, "max_wavelength": 500},
-        np.random.default_rng(0).normal(size=(BATCH, SEQ, 12)).astype("float32"),
+        np.random.default_rng(0)
+        .normal(size=(BATCH, SEQ, 12))
+        .astype("float32"),
         expected_output_shape=(BATCH, SEQ, 12),
         expected_num_trainable_weights=0,
         tmp_path=tmp_path,
@@ -39,14 +41,21 @@ def test_layer_conventions(add_to_input, tmp_path):
 
 @pytest.mark.parametrize("width", [12, 7], ids=["even_width", "odd_width"])
 def test_values_equal_the_formula(width):
-    x = np.random.default_rng(0).normal(size=(BATCH, SEQ, width)).astype("float32")
+    x = (
+        np.random.default_rng(0)
+        .normal(size=(BATCH, SEQ, width))
+        .astype("float32")
+    )
     layer = keras_mha.SinusoidalPositionEncoding()
     np.testing.assert_allclose(
-        _np(layer(x)) - x, np.broadcast_to(_formula(range(SEQ), width), x.shape),
+        _np(layer(x)) - x,
+        np.broadcast_to(_formula(range(SEQ), width), x.shape),
         atol=1e-6,
     )
     alone = keras_mha.SinusoidalPositionEncoding(add_to_input=False)(x)
-    np.testing.assert_allclose(_np(alone)[1], _formula(range(SEQ), width), atol=1e-6)
+    np.testing.assert_allclose(
+        _np(alone)[1], _formula(range(SEQ), width), atol=1e-6
+    )
 
 
 def test_golden_values():
@@ -110,7 +119,11 @@ def test_unknown_sequence_length():
     inputs = keras.Input((None, 6))
     model = keras.Model(inputs, keras_mha.SinusoidalPositionEncoding()(inputs))
     for length in (3, 8):
-        assert model(np.zeros((1, length, 6), "float32")).shape == (1, length, 6)
+        assert model(np.zeros((1, length, 6), "float32")).shape == (
+            1,
+            length,
+            6,
+        )
 
 
 def test_bad_arguments():

@@ -49,7 +49,10 @@ def test_layer_conventions(inputs, num_weights, norm_first, tmp_path):
 
 def test_add_and_norm_structure():
     block = _block(bias_initializer="random_normal")
-    x, source = ops.convert_to_tensor(_target()), ops.convert_to_tensor(_source())
+    x, source = (
+        ops.convert_to_tensor(_target()),
+        ops.convert_to_tensor(_source()),
+    )
     out = _np(block(x, source))
     h = block.self_attention_norm(x + block.self_attention(x))
     h = block.cross_attention_norm(h + block.cross_attention(h, source))
@@ -57,7 +60,9 @@ def test_add_and_norm_structure():
     np.testing.assert_allclose(out, _np(block.ffn_norm(h + ffn)), atol=1e-5)
 
 
-@pytest.mark.parametrize("with_encoder", [True, False], ids=["cross", "decoder_only"])
+@pytest.mark.parametrize(
+    "with_encoder", [True, False], ids=["cross", "decoder_only"]
+)
 def test_causal_future_tokens_do_not_change_the_past(with_encoder):
     block = _block()
     source = (_source(),) if with_encoder else ()
@@ -103,7 +108,9 @@ def test_implicit_masks_of_both_inputs():
         _np(model([targets, sources])), _np(explicit), atol=1e-6
     )
     # The unpadded first pair gives the same outputs at its real positions.
-    unpadded = block(embed_target(targets[:1, :3]), embed_source(sources[:1, :2]))
+    unpadded = block(
+        embed_target(targets[:1, :3]), embed_source(sources[:1, :2])
+    )
     np.testing.assert_allclose(
         _np(model([targets, sources]))[:1, :3], _np(unpadded), atol=1e-5
     )
@@ -123,7 +130,9 @@ def test_attention_scores():
         return_attention_scores=True,
     )
     assert [tuple(s.shape) for s in symbolic] == [
-        (None, None, WIDTH), (None, HEADS, None, None), (None, HEADS, None, None)
+        (None, None, WIDTH),
+        (None, HEADS, None, None),
+        (None, HEADS, None, None),
     ]
 
 
@@ -157,7 +166,10 @@ def test_bad_inputs():
         block(np.zeros((BATCH, WIDTH), "float32"))
     with pytest.raises(TypeError, match="decoder_sequence.*int32"):
         _block()(np.zeros((BATCH, TARGET, WIDTH), "int32"))
-    with pytest.raises(ValueError, match=r"encoder_padding_mask` expected shape \(2, 4\).*\(2, 6\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"encoder_padding_mask` expected shape \(2, 4\).*\(2, 6\)",
+    ):
         _block()(
             _target(), _source(), encoder_padding_mask=np.ones((BATCH, 6), bool)
         )
@@ -174,7 +186,7 @@ def _cached_decode(block, target, source, steps, **kwargs):
     outputs, index = [], 0
     for step in steps:
         out, cache, *cross_cache = block(
-            target[:, index:index + step],
+            target[:, index : index + step],
             self_attention_cache=cache,
             self_attention_cache_update_index=index,
             **cross,
@@ -192,9 +204,13 @@ def _cached_decode(block, target, source, steps, **kwargs):
 @pytest.mark.parametrize(
     "steps", [(1,) * TARGET, (3, 1, 1)], ids=["token_by_token", "prompt"]
 )
-@pytest.mark.parametrize("with_encoder", [True, False], ids=["cross", "decoder_only"])
+@pytest.mark.parametrize(
+    "with_encoder", [True, False], ids=["cross", "decoder_only"]
+)
 @pytest.mark.parametrize("norm_first", [False, True], ids=["post_ln", "pre_ln"])
-def test_cached_decoding_equals_the_full_sequence(steps, with_encoder, norm_first):
+def test_cached_decoding_equals_the_full_sequence(
+    steps, with_encoder, norm_first
+):
     block = _block(norm_first=norm_first, bias_initializer="random_normal")
     target = _target()
     source = _source() if with_encoder else None
@@ -217,16 +233,21 @@ def test_first_cached_step_computes_the_cross_attention_cache():
     full = _np(block(target, source))
     cache = block.get_initial_cache(BATCH, TARGET)
     out, cache, cross_cache = block(
-        target[:, :2], source, self_attention_cache=cache,
+        target[:, :2],
+        source,
+        self_attention_cache=cache,
         self_attention_cache_update_index=0,
     )
     np.testing.assert_allclose(
-        _np(cross_cache), _np(block.compute_cross_attention_cache(source)),
+        _np(cross_cache),
+        _np(block.compute_cross_attention_cache(source)),
         atol=1e-6,
     )
     out, cache, _ = block(
-        target[:, 2:], self_attention_cache=cache,
-        self_attention_cache_update_index=2, cross_attention_cache=cross_cache,
+        target[:, 2:],
+        self_attention_cache=cache,
+        self_attention_cache_update_index=2,
+        cross_attention_cache=cross_cache,
     )
     np.testing.assert_allclose(_np(out), full[:, 2:], atol=1e-5)
 
@@ -234,7 +255,9 @@ def test_first_cached_step_computes_the_cross_attention_cache():
 def test_cached_call_returns_scores_before_the_caches():
     block = _block()
     target, source = _target(), _source()
-    _, full_self, full_cross = block(target, source, return_attention_scores=True)
+    _, full_self, full_cross = block(
+        target, source, return_attention_scores=True
+    )
     _out, self_scores, cross_scores, cache, cross_cache = block(
         target[:, :1],
         self_attention_cache=block.get_initial_cache(BATCH, TARGET),
@@ -244,8 +267,12 @@ def test_cached_call_returns_scores_before_the_caches():
     )
     assert tuple(self_scores.shape) == (BATCH, HEADS, 1, TARGET)
     assert tuple(cross_scores.shape) == (BATCH, HEADS, 1, SOURCE)
-    np.testing.assert_allclose(_np(self_scores), _np(full_self)[:, :, :1], atol=1e-5)
-    np.testing.assert_allclose(_np(cross_scores), _np(full_cross)[:, :, :1], atol=1e-5)
+    np.testing.assert_allclose(
+        _np(self_scores), _np(full_self)[:, :, :1], atol=1e-5
+    )
+    np.testing.assert_allclose(
+        _np(cross_scores), _np(full_cross)[:, :, :1], atol=1e-5
+    )
     assert tuple(cache.shape) == (BATCH, 2, HEADS, TARGET, WIDTH // HEADS)
     assert tuple(cross_cache.shape) == (BATCH, 2, HEADS, SOURCE, WIDTH // HEADS)
 
@@ -263,7 +290,8 @@ def test_compiled_greedy_style_loop():
             outputs, cache = state
             token = ops.slice(target, (0, i, 0), (BATCH, 1, WIDTH))
             out, cache, _ = block(
-                token, self_attention_cache=cache,
+                token,
+                self_attention_cache=cache,
                 self_attention_cache_update_index=i,
                 cross_attention_cache=cross_cache,
             )
@@ -274,13 +302,17 @@ def test_compiled_greedy_style_loop():
         return ops.fori_loop(0, TARGET, body, state)[0]
 
     np.testing.assert_allclose(
-        _np(decode(ops.convert_to_tensor(target), ops.convert_to_tensor(source))),
+        _np(
+            decode(ops.convert_to_tensor(target), ops.convert_to_tensor(source))
+        ),
         expected,
         atol=1e-5,
     )
 
 
-@pytest.mark.parametrize("with_encoder", [True, False], ids=["cross", "decoder_only"])
+@pytest.mark.parametrize(
+    "with_encoder", [True, False], ids=["cross", "decoder_only"]
+)
 def test_symbolic_cached_call(with_encoder):
     block = _block()
     block(_target(), _source() if with_encoder else None)
@@ -306,12 +338,18 @@ def test_symbolic_cached_call(with_encoder):
         expected.append((BATCH, 2, HEADS, 6, head_dim))
     assert [tuple(r.shape) for r in results] == expected
     # Without a cache, the outputs alone (config round trip unaffected).
-    assert tuple(block(keras.Input((None, WIDTH)), *(
-        [keras.Input((None, SOURCE_WIDTH))] if with_encoder else []
-    )).shape) == (None, None, WIDTH)
-    assert keras_mha.TransformerDecoderBlock.from_config(
-        block.get_config()
-    ).get_config() == block.get_config()
+    assert tuple(
+        block(
+            keras.Input((None, WIDTH)),
+            *([keras.Input((None, SOURCE_WIDTH))] if with_encoder else []),
+        ).shape
+    ) == (None, None, WIDTH)
+    assert (
+        keras_mha.TransformerDecoderBlock.from_config(
+            block.get_config()
+        ).get_config()
+        == block.get_config()
+    )
 
 
 def test_bad_caches():
@@ -326,17 +364,23 @@ def test_bad_caches():
         decoder_only(_target(), self_attention_cache=cache)
     with pytest.raises(ValueError, match="cross_attention_cache"):
         decoder_only(
-            _target()[:, :1], self_attention_cache=cache,
+            _target()[:, :1],
+            self_attention_cache=cache,
             self_attention_cache_update_index=0,
             cross_attention_cache=np.zeros((BATCH, 2, HEADS, 4, 4), "float32"),
         )
-    with pytest.raises(ValueError, match=r"decoder_attention_mask.*\(2, 1, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"decoder_attention_mask.*\(2, 1, 5\)"
+    ):
         decoder_only(
-            _target()[:, :1], self_attention_cache=cache,
+            _target()[:, :1],
+            self_attention_cache=cache,
             self_attention_cache_update_index=0,
             decoder_attention_mask=np.ones((BATCH, 1, 1), bool),
         )
     block = _block()
     block(_target(), _source())
     with pytest.raises(ValueError, match=r"cache.shape=\(2, 2, 3, 4\)"):
-        block(_target(), cross_attention_cache=np.zeros((2, 2, 3, 4), "float32"))
+        block(
+            _target(), cross_attention_cache=np.zeros((2, 2, 3, 4), "float32")
+        )

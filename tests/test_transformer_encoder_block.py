@@ -46,10 +46,12 @@ def test_add_and_norm_structure(norm_first):
     x = ops.convert_to_tensor(_inputs())
     out = _np(block(x))
     attention, ffn_in, ffn_out = (
-        block.self_attention, block.ffn_intermediate, block.ffn_output
+        block.self_attention,
+        block.ffn_intermediate,
+        block.ffn_output,
     )
     norm1, norm2 = block.self_attention_norm, block.ffn_norm
-    ffn = lambda h: ffn_out(ffn_in(h))  # noqa: E731
+    ffn = lambda h: ffn_out(ffn_in(h))
     if norm_first:
         h = x + attention(norm1(x))
         expected = h + ffn(norm2(h))
@@ -99,9 +101,21 @@ def test_jit_compiled_training():
     "kwargs, error, match",
     [
         ({"num_heads": 0, "intermediate_dim": 4}, ValueError, "num_heads=0"),
-        ({"num_heads": 2, "intermediate_dim": 0}, ValueError, "intermediate_dim=0"),
-        ({"num_heads": 2, "intermediate_dim": 4, "dropout": 1.5}, ValueError, "dropout=1.5"),
-        ({"num_heads": 2, "intermediate_dim": 4, "layer_norm_epsilon": 0}, ValueError, "layer_norm_epsilon=0"),
+        (
+            {"num_heads": 2, "intermediate_dim": 0},
+            ValueError,
+            "intermediate_dim=0",
+        ),
+        (
+            {"num_heads": 2, "intermediate_dim": 4, "dropout": 1.5},
+            ValueError,
+            "dropout=1.5",
+        ),
+        (
+            {"num_heads": 2, "intermediate_dim": 4, "layer_norm_epsilon": 0},
+            ValueError,
+            "layer_norm_epsilon=0",
+        ),
     ],
     ids=["heads", "intermediate_dim", "dropout", "epsilon"],
 )
@@ -111,13 +125,17 @@ def test_bad_arguments(kwargs, error, match):
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError, match="num_heads=5 must divide the input width 12"):
+    with pytest.raises(
+        ValueError, match="num_heads=5 must divide the input width 12"
+    ):
         keras_mha.TransformerEncoderBlock(5, FFN)(_inputs())
     block = _block()
     block(_inputs())
     with pytest.raises(ValueError, match=r"last dimension 12.*\(2, 5, 6\)"):
         block(np.zeros((BATCH, SEQ, 6), "float32"))
-    with pytest.raises(ValueError, match=r"padding_mask` expected shape \(2, 5\).*\(2, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"padding_mask` expected shape \(2, 5\).*\(2, 3\)"
+    ):
         block(_inputs(), padding_mask=np.ones((BATCH, 3), bool))
 
 

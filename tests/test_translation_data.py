@@ -6,7 +6,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
-import translation_data  # noqa: E402
+import translation_data
 
 
 def write(tmp_path, text):
@@ -23,7 +23,8 @@ def test_read_pairs_ignores_extra_columns_and_blank_lines(tmp_path):
         "I ran.\tCorrí.\r\n",
     )
     assert translation_data.read_pairs(path) == [
-        ("Go.", "Ve."), ("I ran.", "Corrí."),
+        ("Go.", "Ve."),
+        ("I ran.", "Corrí."),
     ]
 
 

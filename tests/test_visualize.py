@@ -27,8 +27,11 @@ def test_one_heatmap_per_head_in_a_grid(tmp_path, num_heads, columns, grid):
     scores = np.random.default_rng(0).random((num_heads, QUERIES, KEYS))
     path = tmp_path / "heads.png"
     figure = plot_attention_scores(
-        scores, path, [f"q{i}" for i in range(QUERIES)],
-        [f"k{i}" for i in range(KEYS)], columns=columns,
+        scores,
+        path,
+        [f"q{i}" for i in range(QUERIES)],
+        [f"k{i}" for i in range(KEYS)],
+        columns=columns,
     )
     assert heatmaps(figure) == [(QUERIES, KEYS)] * num_heads
     np.testing.assert_allclose(
@@ -70,7 +73,8 @@ def test_layer_scores_are_drawn_per_head(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "scores_index, shape", [(0, (QUERIES, QUERIES)), (-1, (QUERIES, KEYS))],
+    "scores_index, shape",
+    [(0, (QUERIES, QUERIES)), (-1, (QUERIES, KEYS))],
     ids=["self_attention", "cross_attention"],
 )
 def test_decoder_block_self_or_cross_attention(tmp_path, scores_index, shape):
@@ -78,7 +82,9 @@ def test_decoder_block_self_or_cross_attention(tmp_path, scores_index, shape):
     decoder = keras.random.normal((BATCH, QUERIES, WIDTH), seed=2)
     encoder = keras.random.normal((BATCH, KEYS, WIDTH), seed=3)
     figure, scores = plot_layer_attention(
-        block, (decoder, encoder), tmp_path / "decoder.png",
+        block,
+        (decoder, encoder),
+        tmp_path / "decoder.png",
         scores_index=scores_index,
     )
     assert scores.shape == (HEADS, *shape)
@@ -102,10 +108,14 @@ def test_encoder_block_and_cross_attention_layer(tmp_path):
     "kwargs, message",
     [
         (dict(scores=np.ones((2, 3))), "scores.shape=\\(2, 3\\)"),
-        (dict(scores=np.ones((2, 3, 4)), query_tokens=["a"]),
-         "len\\(query_tokens\\)=1"),
-        (dict(scores=np.ones((2, 3, 4)), key_tokens=["a"] * 3),
-         "len\\(key_tokens\\)=3"),
+        (
+            dict(scores=np.ones((2, 3, 4)), query_tokens=["a"]),
+            "len\\(query_tokens\\)=1",
+        ),
+        (
+            dict(scores=np.ones((2, 3, 4)), key_tokens=["a"] * 3),
+            "len\\(key_tokens\\)=3",
+        ),
     ],
     ids=["rank", "query_tokens", "key_tokens"],
 )
