@@ -68,7 +68,9 @@ def project_fused_qkv(layer, x, key_dim, value_dim):
     qkv = _dense(x, kernel, bias)
     qkv = ops.reshape(qkv, (batch, length, 3, num_heads, key_dim))
     qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, b, n, t, h)
-    return qkv[0], qkv[1], qkv[2]
+    # Unstacked, not indexed: the gradient of an index is a zero-padded
+    # copy of the whole tensor, one per index; that of unstack is one stack.
+    return ops.unstack(qkv, num=3, axis=0)
 
 
 def merge_heads(layer, heads):
