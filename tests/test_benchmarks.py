@@ -100,3 +100,65 @@ def test_unknown_case_is_refused():
 
     with pytest.raises(SystemExit):
         parse_args(["--cases", "encoder,decoder"])
+
+
+def _run_module(module, *args):
+    """Runs `python -m module args`; returns its last line as JSON."""
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "tensorflow",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    completed = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_encoder_profile_times_every_sublayer():
+    result = _run_module(
+        "benchmarks.profile_encoder",
+        *("--batch", "2", "--seq", "8", "--width", "16"),
+        *("--num-heads", "2", "--intermediate-dim", "32", "--rounds", "1"),
+    )
+    assert set(result) == {
+        "keras_mha block",
+        "keras_hub block",
+        "keras_mha attention",
+        "keras_hub attention",
+        "feed-forward",
+        "layer norm",
+    }
+    for times in result.values():
+        assert times["forward_ms"] > 0
+        assert times["forward_backward_ms"] > 0
+
+
+def test_generation_profile_gives_the_cost_of_one_block():
+    result = _run_module(
+        "benchmarks.profile_generation",
+        *("--blocks", "0,1", "--width", "16", "--num-heads", "2"),
+        *("--intermediate-dim", "32", "--vocab", "20"),
+        *("--prompt-length", "4", "--new-tokens", "4", "--rounds", "1"),
+    )
+    assert set(result["ms_per_token"]) == {
+        "keras_mha 0",
+        "keras_mha 1",
+        "keras_hub 0",
+        "keras_hub 1",
+        "matvec",
+    }
+    assert all(ms > 0 for ms in result["ms_per_token"].values())
+    assert result["matvec_fraction_of_matmul_peak"] > 0
+    # The slope between 0 and 1 blocks is the difference of the two.
+    ours = result["ms_per_token"]
+    assert result["keras_mha_ms_per_block_per_token"] == pytest.approx(
+        ours["keras_mha 1"] - ours["keras_mha 0"]
+    )
