@@ -17,6 +17,11 @@ sampler's `cache`; any other decoder recomputes the whole prefix at every
 step. `export_translator` puts tokenization, the encoder, the
 decode loop and detokenization into one TensorFlow SavedModel that serves
 strings to strings with core TensorFlow ops only.
+
+`generate` does for a decoder-only language model, `token_ids -> logits`,
+what `decode` does for a translator: it continues prompts through a
+`keras_hub` sampler, with the key/value caches when the model is such a
+plain stack.
 """
 
 import os
@@ -158,16 +163,136 @@ def decode(
     return sampler(step, prompt, cache=cache, index=1, stop_token_ids=(end_id,))
 
 
+def generate(
+    model, prompt_ids, max_length, sampler=None, end_id=None, use_cache=None
+):
+    """Continues prompts with a decoder-only language model.
+
+    The prompts are written into a `(batch, max_length)` buffer and a
+    `keras_hub` sampler (greedy by default) fills the rest, one token a
+    step, keeping each row's own prompt tokens: rows may have prompts of
+    different lengths. With a key/value cache (when `model` is a plain
+    stack, see `cacheable_decoder_layers`), one pass over the buffer seeds
+    the blocks' caches, as keras_hub's causal language models do, and each
+    step then runs only the newest token; the tokens are the same as
+    recomputing the whole buffer at every step. Padding (id 0) is never
+    emitted.
+
+    Args:
+        model: Keras model, `(b, t)` token ids -> `(b, t, vocab)` logits,
+            causal (made of `TransformerDecoderBlock`s, say).
+        prompt_ids: `(batch, prompt_length)` int token ids, each row a
+            prompt of at least one token, padded with 0 on the right.
+        max_length: int. Length of the output, prompt included.
+        sampler: a `keras_hub.samplers.Sampler`. Defaults to `None`, which
+            uses `keras_hub.samplers.GreedySampler()`.
+        end_id: int or `None`. A row that emits it emits only padding
+            afterwards, and generation stops once every row has.
+        use_cache: bool or `None`, as in `decode`.
+
+    Returns:
+        `(batch, max_length)` int32 ids: each prompt and its continuation.
+
+    Example:
+
+    >>> ids = generate(model, [[5, 9, 2], [7, 0, 0]], max_length=12)
+    >>> ids.shape
+    TensorShape([2, 12])
+    """
+    prompt_ids = ops.convert_to_tensor(prompt_ids, "int32")
+    shape = tuple(prompt_ids.shape)
+    if len(shape) != 2 or shape[1] == 0:
+        raise ValueError(
+            "`prompt_ids` expected shape (batch, prompt_length) with at "
+            f"least one token. Received: prompt_ids.shape={shape}"
+        )
+    prompt_length = prompt_ids.shape[1]
+    if not isinstance(max_length, int) or max_length <= prompt_length:
+        raise ValueError(
+            "`max_length` expected an integer above the prompt length "
+            f"{prompt_length}. Received: max_length={max_length!r}"
+        )
+    if use_cache not in (None, True, False):
+        raise ValueError(
+            "`use_cache` expected None, True or False. "
+            f"Received: use_cache={use_cache!r}"
+        )
+    layers = None if use_cache is False else cacheable_decoder_layers(model)
+    if use_cache and layers is None:
+        raise ValueError(
+            "`use_cache=True` expected a model that is a stack of "
+            "Embedding, SinusoidalPositionEncoding, TransformerDecoderBlock "
+            "layers and a Dense layer (see `cacheable_decoder_layers`). "
+            f"Received: model={model.name!r} with layers "
+            f"{[type(layer).__name__ for layer in model.layers]}"
+        )
+    sampler = sampler or keras_hub.samplers.GreedySampler()
+    buffer = ops.pad(prompt_ids, ((0, 0), (0, max_length - prompt_length)))
+    is_prompt = ops.not_equal(buffer, 0)
+    # The first step predicts the token after the shortest prompt.
+    index = ops.min(ops.sum(ops.cast(is_prompt, "int32"), axis=1))
+
+    def next_logits(buffer, cache, index):
+        logits = model(buffer, training=False)[:, index - 1, :]
+        return _allowed(logits, buffer, index, None, end_id), None, cache
+
+    def run_layers(token_ids, caches, index):
+        embedding, position, blocks, logits_layer = layers
+        x = position(embedding(token_ids), start_index=index)
+        new_caches = []
+        for block, cache in zip(blocks, caches):
+            x, cache = block(
+                x,
+                self_attention_cache=cache,
+                self_attention_cache_update_index=index,
+                training=False,
+            )
+            new_caches.append(cache)
+        return logits_layer(x), tuple(new_caches)
+
+    def next_logits_cached(buffer, caches, index):
+        token = ops.slice(buffer, (0, index - 1), (ops.shape(buffer)[0], 1))
+        logits, caches = run_layers(token, caches, index - 1)
+        logits = _allowed(logits[:, 0, :], buffer, index, None, end_id)
+        return logits, None, caches
+
+    if layers is None:
+        step, cache = next_logits, None
+    else:
+        batch_size = ops.shape(buffer)[0]
+        empty = tuple(
+            block.get_initial_cache(batch_size, max_length)
+            for block in layers[2]
+        )
+        # Positions past a prompt are overwritten by the step that writes
+        # them before any later query can see them (the mask is causal).
+        _, cache = run_layers(buffer, empty, 0)
+        step = next_logits_cached
+    return sampler(
+        step,
+        buffer,
+        cache=cache,
+        index=index,
+        mask=is_prompt,
+        stop_token_ids=None if end_id is None else (end_id,),
+    )
+
+
 def _allowed(logits, prompt, index, start_id, end_id):
     """float32 `(b, v)` logits with the tokens a step may not emit forbidden.
 
-    Padding and the start token are never emitted; a sequence that has
-    emitted `end_id` before `index` emits only padding.
+    Padding and the start token (unless `None`) are never emitted; a
+    sequence that has emitted `end_id` (unless `None`) before `index` emits
+    only padding.
     """
     logits = ops.cast(logits, "float32")
     vocabulary = ops.arange(ops.shape(logits)[-1])
-    forbidden = ops.logical_or(vocabulary == 0, vocabulary == start_id)
+    forbidden = vocabulary == 0
+    if start_id is not None:
+        forbidden = ops.logical_or(forbidden, vocabulary == start_id)
     logits = ops.where(forbidden[None], _FORBIDDEN_LOGIT, logits)
+    if end_id is None:
+        return logits
     emitted = ops.arange(ops.shape(prompt)[1])[None] < index  # (1, length)
     done = ops.any(ops.logical_and(prompt == end_id, emitted), axis=1)
     padding_only = ops.where(vocabulary == 0, 0.0, _FORBIDDEN_LOGIT)
@@ -181,11 +306,13 @@ def cacheable_decoder_layers(decoder):
     `examples/translate.py` builds: `target_ids -> Embedding ->
     SinusoidalPositionEncoding -> TransformerDecoderBlock(x, encoded,
     encoder_padding_mask=source_mask) -> ... -> Dense -> logits`, with
-    nothing else in between. Any other decoder is decoded by recomputing
-    the whole prefix at every step.
+    nothing else in between, or the decoder-only stack of
+    `examples/language_model.py`, whose blocks take `x` alone. Any other
+    decoder is decoded by recomputing the whole prefix at every step.
 
     Args:
-        decoder: Keras model, `[target_ids, encoded, source_mask] -> logits`.
+        decoder: Keras model, `[target_ids, encoded, source_mask] -> logits`
+            or `token_ids -> logits`.
 
     Returns:
         `(embedding, position_encoding, blocks, logits_layer)`, `blocks` a
@@ -193,9 +320,10 @@ def cacheable_decoder_layers(decoder):
         such a stack.
     """
     inputs = getattr(decoder, "inputs", None)
-    if not isinstance(inputs, (list, tuple)) or len(inputs) != 3:
+    if not isinstance(inputs, (list, tuple)) or len(inputs) not in (1, 3):
         return None
-    target, encoded, source_mask = inputs
+    # A decoder-only stack has no source: its blocks get neither.
+    target, encoded, source_mask = (*inputs, None, None)[:3]
     layers = [
         layer
         for layer in decoder.layers

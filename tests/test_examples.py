@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
 import attention_heads  # noqa: E402
 import classify_digits  # noqa: E402
 import demo  # noqa: E402
+import language_model  # noqa: E402
 import translate  # noqa: E402
 
 TINY_TRANSLATOR = [
@@ -46,7 +47,7 @@ def last_json_line(capsys):
 
 @pytest.mark.parametrize(
     "module",
-    [translate, classify_digits, attention_heads, demo],
+    [translate, classify_digits, attention_heads, demo, language_model],
     ids=lambda module: module.__name__,
 )
 def test_help(module, capsys):
@@ -167,6 +168,26 @@ def test_classify_digits_tiny(tmp_path, capsys):
     assert os.path.exists(tmp_path / "digits.keras")
 
 
+def test_language_model_tiny(tmp_path, capsys):
+    summary = language_model.main(
+        [
+            *("--num-sentences", "300", "--epochs", "1"),
+            *("--hidden-dim", "16", "--num-heads", "2"),
+            *("--intermediate-dim", "16", "--num-layers", "1"),
+            *("--max-length", "10", "--num-prompts", "4"),
+            *("--verbose", "0", "--output-dir", str(tmp_path)),
+        ]
+    )
+    printed, lines = last_json_line(capsys)
+    assert printed == summary
+    assert summary["same_tokens"] is True  # cached == recomputed
+    assert 1 < summary["perplexity"] < float("inf")
+    assert summary["cached_tokens_per_second"] > 0
+    assert len(summary["samples"]) == 3
+    assert all(s.startswith("[start]") for s in summary["samples"])
+    assert os.path.exists(summary["checkpoint"])
+
+
 def test_classify_digits_pixel_tokens(tmp_path):
     x_train, x_test, _, _ = classify_digits.load_sequences("pixels")
     assert x_train.shape[1:] == x_test.shape[1:] == (64, 1)
@@ -185,3 +206,14 @@ def test_translate_default_run_learns(tmp_path):
 def test_classify_digits_default_run_reaches_97_percent(tmp_path):
     summary = classify_digits.main(["--output-dir", str(tmp_path)])
     assert summary["test_accuracy"] >= 0.97, summary
+
+
+@pytest.mark.slow
+def test_language_model_default_run_learns(tmp_path):
+    summary = language_model.main(
+        ["--output-dir", str(tmp_path), "--verbose", "2"]
+    )
+    # An untrained model is near-uniform over the vocabulary (81
+    # tokens); the grammar leaves several choices at most positions.
+    assert summary["perplexity"] < 8, summary
+    assert summary["same_tokens"] is True, summary

@@ -16,8 +16,10 @@ import tensorflow as tf
 from keras_mha.export import cacheable_decoder_layers
 from keras_mha.export import decode
 from keras_mha.export import export_translator
+from keras_mha.export import generate
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+import language_model
 import translate
 import translation_data
 
@@ -383,3 +385,72 @@ def test_a_decoder_that_is_not_a_plain_stack_recomputes_the_prefix(untrained):
             end_id,
             use_cache="yes",
         )
+
+
+@pytest.fixture(scope="module")
+def language_model_untrained():
+    keras.utils.set_random_seed(3)
+    return language_model.build_language_model(
+        30, hidden_dim=16, num_heads=2, intermediate_dim=16, num_layers=2
+    )
+
+
+# Prompts of 1, 4 and 2 tokens, right-padded.
+PROMPTS = np.array([[5, 0, 0, 0], [7, 8, 9, 10], [11, 12, 0, 0]])
+
+
+@pytest.mark.parametrize("beams", [1, 2], ids=["greedy", "beam"])
+def test_generate_with_the_cache_equals_recomputing(
+    language_model_untrained, beams
+):
+    model = language_model_untrained
+    assert cacheable_decoder_layers(model) is not None
+    sampler = keras_hub.samplers.BeamSampler(beams) if beams > 1 else None
+    cached, recomputed = (
+        keras.ops.convert_to_numpy(
+            generate(model, PROMPTS, 12, sampler=sampler, use_cache=use)
+        )
+        for use in (True, False)
+    )
+    np.testing.assert_array_equal(cached, recomputed)
+    # Each row keeps its own prompt and is continued right after it.
+    for row, prompt in zip(cached, PROMPTS):
+        length = int(np.sum(prompt != 0))
+        np.testing.assert_array_equal(row[:length], prompt[:length])
+    assert np.all(cached != 0)  # padding is never emitted
+
+
+def test_generate_stops_each_row_at_the_end_token(language_model_untrained):
+    model = language_model_untrained
+    first = keras.ops.convert_to_numpy(generate(model, PROMPTS, 12))
+    # Declare the token the first row emits first to be the end token.
+    end_id = int(first[0, 1])
+    ids = keras.ops.convert_to_numpy(
+        generate(model, PROMPTS, 12, end_id=end_id)
+    )
+    assert ids[0, 1] == end_id
+    assert np.all(ids[0, 2:] == 0)
+    for row in ids:
+        ends = np.flatnonzero(row == end_id)
+        if ends.size:
+            assert np.all(row[ends[0] + 1 :] == 0)
+
+
+def test_generate_rejects_bad_arguments(language_model_untrained):
+    model = language_model_untrained
+    with pytest.raises(ValueError, match="max_length=4"):
+        generate(model, PROMPTS, 4)
+    with pytest.raises(ValueError, match=r"prompt_ids.shape=\(3,\)"):
+        generate(model, [1, 2, 3], 8)
+    with pytest.raises(ValueError, match="use_cache='yes'"):
+        generate(model, PROMPTS, 8, use_cache="yes")
+    ids = keras.Input((None,), dtype="int32")
+    wrapped = keras.Model(ids, keras.layers.Rescaling(2.0)(model(ids)))
+    assert cacheable_decoder_layers(wrapped) is None
+    with pytest.raises(ValueError, match="use_cache=True"):
+        generate(wrapped, PROMPTS, 8, use_cache=True)
+    # Without the cache it still generates, by recomputing.
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(generate(wrapped, PROMPTS, 8)),
+        keras.ops.convert_to_numpy(generate(model, PROMPTS, 8)),
+    )
