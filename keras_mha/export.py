@@ -92,20 +92,7 @@ def decode(
             "`max_length` expected an integer >= 2 (the start token and at "
             f"least one more). Received: max_length={max_length!r}"
         )
-    if use_cache not in (None, True, False):
-        raise ValueError(
-            "`use_cache` expected None, True or False. "
-            f"Received: use_cache={use_cache!r}"
-        )
-    layers = None if use_cache is False else cacheable_decoder_layers(decoder)
-    if use_cache and layers is None:
-        raise ValueError(
-            "`use_cache=True` expected a decoder that is a stack of "
-            "Embedding, SinusoidalPositionEncoding, TransformerDecoderBlock "
-            "layers and a Dense layer (see `cacheable_decoder_layers`). "
-            f"Received: decoder={decoder.name!r} with layers "
-            f"{[type(layer).__name__ for layer in decoder.layers]}"
-        )
+    layers = _cached_layers(decoder, use_cache, "decoder")
     sampler = sampler or keras_hub.samplers.GreedySampler()
     source_ids = ops.convert_to_tensor(source_ids, "int32")
     source_mask = ops.not_equal(source_ids, 0)
@@ -212,20 +199,7 @@ def generate(
             "`max_length` expected an integer above the prompt length "
             f"{prompt_length}. Received: max_length={max_length!r}"
         )
-    if use_cache not in (None, True, False):
-        raise ValueError(
-            "`use_cache` expected None, True or False. "
-            f"Received: use_cache={use_cache!r}"
-        )
-    layers = None if use_cache is False else cacheable_decoder_layers(model)
-    if use_cache and layers is None:
-        raise ValueError(
-            "`use_cache=True` expected a model that is a stack of "
-            "Embedding, SinusoidalPositionEncoding, TransformerDecoderBlock "
-            "layers and a Dense layer (see `cacheable_decoder_layers`). "
-            f"Received: model={model.name!r} with layers "
-            f"{[type(layer).__name__ for layer in model.layers]}"
-        )
+    layers = _cached_layers(model, use_cache, "model")
     sampler = sampler or keras_hub.samplers.GreedySampler()
     buffer = ops.pad(prompt_ids, ((0, 0), (0, max_length - prompt_length)))
     is_prompt = ops.not_equal(buffer, 0)
@@ -276,6 +250,31 @@ def generate(
         mask=is_prompt,
         stop_token_ids=None if end_id is None else (end_id,),
     )
+
+
+def _cached_layers(decoder, use_cache, argument):
+    """The layers to decode `decoder` with a cache, or `None` to recompute.
+
+    Args:
+        decoder: the model `decode` or `generate` got.
+        use_cache: their `use_cache` argument.
+        argument: the name of `decoder` in their signature, for errors.
+    """
+    if use_cache not in (None, True, False):
+        raise ValueError(
+            "`use_cache` expected None, True or False. "
+            f"Received: use_cache={use_cache!r}"
+        )
+    layers = None if use_cache is False else cacheable_decoder_layers(decoder)
+    if use_cache and layers is None:
+        raise ValueError(
+            f"`use_cache=True` expected a {argument} that is a stack of "
+            "Embedding, SinusoidalPositionEncoding, TransformerDecoderBlock "
+            "layers and a Dense layer (see `cacheable_decoder_layers`). "
+            f"Received: {argument}={decoder.name!r} with layers "
+            f"{[type(layer).__name__ for layer in decoder.layers]}"
+        )
+    return layers
 
 
 def _allowed(logits, prompt, index, start_id, end_id):
