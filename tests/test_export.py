@@ -17,11 +17,11 @@ from keras_mha.export import cacheable_decoder_layers
 from keras_mha.export import decode
 from keras_mha.export import export_translator
 from keras_mha.export import generate
+from tests.reliability_helpers import small_translation_model
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
 import language_model
 import translate
-import translation_data
 
 MAX_LENGTH = 14
 SHORT = ["I run.", "We sleep.", "She walks."]
@@ -55,37 +55,8 @@ TF_ONLY = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def translator():
     """A tiny translator trained for a few epochs (outputs vary by input)."""
-    keras.utils.set_random_seed(1)
-    pairs = translation_data.generate_pairs(600, seed=1)
-    source_vectorizer = translate.make_vectorizer()
-    target_vectorizer = translate.make_vectorizer()
-    source_vectorizer.adapt([source for source, _ in pairs])
-    target_vectorizer.adapt([f"[start] {target} [end]" for _, target in pairs])
-    model, encoder, decoder = translate.build_translator(
-        source_vectorizer.vocabulary_size(),
-        target_vectorizer.vocabulary_size(),
-        hidden_dim=32,
-        num_heads=2,
-        intermediate_dim=32,
-        num_layers=1,
-        dropout=0.0,
-    )
-    model.compile(
-        "adam",
-        keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, ignore_class=0
-        ),
-    )
-    x, y = translate.vectorize_pairs(
-        pairs, source_vectorizer, target_vectorizer
-    )
-    model.fit(x, y, batch_size=32, epochs=4, verbose=0)
-    return (
-        encoder,
-        decoder,
-        source_vectorizer,
-        target_vectorizer.get_vocabulary(),
-    )
+    _, translator = small_translation_model(epochs=4, seed=1)
+    return translator
 
 
 @pytest.fixture(scope="module")
