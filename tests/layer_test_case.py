@@ -4,9 +4,34 @@ import os
 
 import keras
 import numpy as np
+import pytest
 from keras import tree
 
-import keras_mha  # noqa: F401  (registers the layers for deserialization)
+import keras_mha
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(keras_mha.__file__))
+
+
+def assert_clear_error(thunk, error_type, fragments):
+    """`thunk()` raises exactly `error_type` from the package's own checks.
+
+    The message must contain every fragment (the argument, the value and
+    the expectation) and "Received:", and the innermost frame must be in
+    `keras_mha`, never in a backend op deep inside a call.
+    """
+    with pytest.raises(error_type) as info:
+        thunk()
+    # Exactly this type: a backend's error subclassing ValueError (such as
+    # TensorFlow's InvalidArgumentError) must not pass for ours.
+    assert info.type is error_type, info.value
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    assert "Received:" in message or "must divide" in message, message
+    innermost = os.path.abspath(str(info.traceback[-1].path))
+    assert innermost.startswith(PACKAGE_DIR), (
+        f"raised outside keras_mha, in {innermost}"
+    )
 
 
 def to_numpy(x):
