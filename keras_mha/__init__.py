@@ -1,5 +1,6 @@
 """Multi-head attention and Transformer layers for Keras 3."""
 
+from keras_mha.distribution import get_layout_map
 from keras_mha.multi_head_attention import MultiHeadAttention
 from keras_mha.multi_head_self_attention import MultiHeadSelfAttention
 from keras_mha.sinusoidal_position_encoding import SinusoidalPositionEncoding
@@ -7,6 +8,7 @@ from keras_mha.transformer_decoder_block import TransformerDecoderBlock
 from keras_mha.transformer_encoder_block import TransformerEncoderBlock
 
 __all__ = [
+    "get_layout_map",
     "MultiHeadAttention",
     "MultiHeadSelfAttention",
     "SinusoidalPositionEncoding",
