@@ -54,19 +54,25 @@ def merge_masks(
     def _and(mask, other):
         return other if mask is None else ops.logical_and(mask, other)
 
+    # New axes by `expand_dims`, not `[:, None]` indexing: TensorFlow
+    # traces that indexing as a StridedSlice with a new-axis mask, which
+    # LiteRT has no builtin op for.
     if key_mask is not None:
-        mask = ops.cast(key_mask, "bool")[:, None, None, :]  # (b, 1, 1, s)
+        key_mask = ops.cast(key_mask, "bool")
+        mask = ops.expand_dims(key_mask, (1, 2))  # (b, 1, 1, s)
     if query_mask is not None:
-        mask = _and(mask, ops.cast(query_mask, "bool")[:, None, :, None])
+        query_mask = ops.cast(query_mask, "bool")
+        mask = _and(mask, ops.expand_dims(query_mask, (1, 3)))  # (b,1,t,1)
     if attention_mask is not None:
         attention_mask = ops.cast(attention_mask, "bool")
         if len(attention_mask.shape) == 3:
-            attention_mask = attention_mask[:, None]  # (b, 1, t, s)
+            attention_mask = ops.expand_dims(attention_mask, 1)  # (b,1,t,s)
         mask = _and(mask, attention_mask)
     if use_causal_mask:
         rows = ops.arange(query_length) + causal_offset
         cols = ops.arange(key_length)
-        mask = _and(mask, (rows[:, None] >= cols[None, :])[None, None])
+        causal = ops.expand_dims(rows, 1) >= ops.expand_dims(cols, 0)
+        mask = _and(mask, ops.expand_dims(causal, (0, 1)))  # (1, 1, t, s)
     return mask
 
 
