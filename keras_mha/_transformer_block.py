@@ -2,11 +2,12 @@
 
 import keras
 
+from keras_mha._utils import clone_initializer
+from keras_mha._utils import output_spec_of_call
 from keras_mha._validation import check_positive_float
 from keras_mha._validation import check_positive_int
 from keras_mha._validation import check_rate
 from keras_mha._validation import check_sequence_shape
-from keras_mha.multi_head_attention import clone_initializer
 from keras_mha.multi_head_self_attention import MultiHeadSelfAttention
 
 
@@ -166,6 +167,10 @@ class TransformerBlock(keras.layers.Layer):
 
     def compute_output_shape(self, inputs_shape, *args, **kwargs):
         return inputs_shape
+
+    def compute_output_spec(self, *args, **kwargs):
+        # `(outputs, [scores], [caches])`, as `call` returns it.
+        return output_spec_of_call(self, *args, **kwargs)
 
     def get_config(self):
         return {

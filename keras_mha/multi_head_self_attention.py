@@ -1,19 +1,17 @@
 """Multi-head self-attention with one fused query/key/value projection."""
 
 import keras
-from keras import ops
 from keras.src.backend import get_keras_mask
 
-from keras_mha._heads import check_cacheable
+from keras_mha._base_attention import BaseAttention
 from keras_mha._heads import project_fused_qkv
 from keras_mha._validation import check_float_dtype
 from keras_mha._validation import check_mask_shape
 from keras_mha._validation import check_sequence_shape
-from keras_mha.multi_head_attention import MultiHeadAttention
 
 
 @keras.saving.register_keras_serializable(package="keras_mha")
-class MultiHeadSelfAttention(MultiHeadAttention):
+class MultiHeadSelfAttention(BaseAttention):
     """Multi-head self-attention of a sequence over itself.
 
     The `MultiHeadAttention` of a sequence with itself, with the per-head
@@ -23,7 +21,12 @@ class MultiHeadSelfAttention(MultiHeadAttention):
     subspace. It takes the same constructor arguments as
     `MultiHeadAttention` (`num_heads`, `key_dim`, `value_dim`, `output_dim`,
     `dropout`, `use_bias`, `use_causal_mask`, `flash_attention`, the
-    initializers, regularizers and constraints, and `seed`).
+    initializers, regularizers and constraints, `seed` and
+    `attention_chunk_size`); the two layers are siblings with their own
+    call signatures. Self-attention has no `compute_cache` (a cache of a
+    fixed source is cross-attention's): fill a cache from
+    `get_initial_cache` by calling the layer on a prompt with
+    `cache_update_index=0`.
 
     Args:
         num_heads: int. Number of attention heads.
@@ -122,35 +125,6 @@ class MultiHeadSelfAttention(MultiHeadAttention):
             cache_update_index=cache_update_index,
         )
 
-    def get_initial_cache(self, batch_size, max_length):
-        """An empty key/value cache for decoding up to `max_length` steps.
-
-        Args:
-            batch_size: int. Number of sequences decoded together.
-            max_length: int. Number of positions the cache holds.
-
-        Returns:
-            A `(batch_size, 2, num_heads, max_length, key_dim)` tensor of
-            zeros in the layer's compute dtype.
-        """
-        if not self.built:
-            raise ValueError(
-                "`get_initial_cache` needs a built layer: call the layer "
-                f"once first. Received: layer {self.name} with built=False"
-            )
-        check_cacheable(self._key_dim, self._value_dim)
-        shape = (batch_size, 2, self.num_heads, max_length, self._key_dim)
-        return ops.zeros(shape, dtype=self.compute_dtype)
-
     def compute_output_shape(self, input_shape):
-        return super().compute_output_shape(input_shape)
-
-    def compute_output_spec(
-        self, inputs, return_attention_scores=False, cache=None, **kwargs
-    ):
-        return super().compute_output_spec(
-            inputs,
-            inputs,
-            return_attention_scores=return_attention_scores,
-            cache=cache,
-        )
+        output_dim = self.output_dim or input_shape[-1]
+        return (*input_shape[:-1], output_dim)

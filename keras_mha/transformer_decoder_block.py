@@ -6,6 +6,7 @@ from keras.src.backend import get_keras_mask
 
 from keras_mha._transformer_block import TransformerBlock
 from keras_mha._transformer_block import call_attention
+from keras_mha._utils import pack_outputs
 from keras_mha._validation import check_float_dtype
 from keras_mha._validation import check_mask_shape
 from keras_mha._validation import check_sequence_shape
@@ -192,10 +193,11 @@ class TransformerDecoderBlock(TransformerBlock):
             scores += (cross_scores,)
             caches += (cross_attention_cache,)
         x, _ = self._ffn_sublayer(x, training)
-        results = (x, *(scores if return_attention_scores else ()))
-        if self_attention_cache is not None:
-            results += caches
-        return results[0] if len(results) == 1 else results
+        return pack_outputs(
+            x,
+            scores if return_attention_scores else (),
+            () if self_attention_cache is None else caches,
+        )
 
     def _check_inputs(
         self,
@@ -326,49 +328,6 @@ class TransformerDecoderBlock(TransformerBlock):
                 f"`{method}` needs a built block: call the block once first. "
                 f"Received: block {self.name} with built=False"
             )
-
-    def compute_output_spec(
-        self,
-        decoder_sequence,
-        encoder_sequence=None,
-        self_attention_cache=None,
-        cross_attention_cache=None,
-        return_attention_scores=False,
-        **kwargs,
-    ):
-        results = [
-            keras.KerasTensor(decoder_sequence.shape, dtype=self.compute_dtype)
-        ]
-        batch, length = decoder_sequence.shape[:2]
-        caches = [self_attention_cache]
-        sources = [decoder_sequence]
-        if self._has_cross_attention:
-            if cross_attention_cache is None and encoder_sequence is not None:
-                cross_attention_cache = keras.KerasTensor(
-                    (
-                        batch,
-                        2,
-                        self.num_heads,
-                        encoder_sequence.shape[1],
-                        self._width // self.num_heads,
-                    ),
-                    dtype=self.compute_dtype,
-                )
-            caches.append(cross_attention_cache)
-            sources.append(encoder_sequence)
-        if return_attention_scores:
-            for source, cache in zip(sources, caches):
-                keys = source.shape[1] if cache is None else cache.shape[3]
-                shape = (batch, self.num_heads, length, keys)
-                results.append(
-                    keras.KerasTensor(shape, dtype=self.compute_dtype)
-                )
-        if self_attention_cache is not None:
-            results += [
-                keras.KerasTensor(cache.shape, dtype=cache.dtype)
-                for cache in caches
-            ]
-        return results[0] if len(results) == 1 else tuple(results)
 
 
 def _call_attention(layer, return_scores, *args, cache=None, **kwargs):

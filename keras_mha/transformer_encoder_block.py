@@ -4,6 +4,7 @@ import keras
 from keras.src.backend import get_keras_mask
 
 from keras_mha._transformer_block import TransformerBlock
+from keras_mha._utils import pack_outputs
 from keras_mha._validation import check_float_dtype
 from keras_mha._validation import check_mask_shape
 from keras_mha._validation import check_sequence_shape
@@ -90,14 +91,4 @@ class TransformerEncoderBlock(TransformerBlock):
             return_attention_scores,
         )
         x, _ = self._ffn_sublayer(x, training)
-        return (x, scores) if return_attention_scores else x
-
-    def compute_output_spec(
-        self, inputs, return_attention_scores=False, **kwargs
-    ):
-        output = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
-        if not return_attention_scores:
-            return output
-        batch, length = inputs.shape[:2]
-        scores = (batch, self.num_heads, length, length)
-        return output, keras.KerasTensor(scores, dtype=self.compute_dtype)
+        return pack_outputs(x, (scores,) if return_attention_scores else ())

@@ -441,3 +441,49 @@ def test_bad_caches():
             cache=np.zeros((BATCH, 2, HEADS, SEQ, 2), "float32"),
             cache_update_index=0,
         )
+
+
+@pytest.mark.parametrize(
+    "layer_class, inputs, methods",
+    [
+        (
+            keras_mha.MultiHeadSelfAttention,
+            (_inputs(),),
+            {"get_initial_cache": (BATCH, 7)},
+        ),
+        (
+            keras_mha.MultiHeadAttention,
+            (_inputs(), _inputs(1, seq=4)),
+            {"get_initial_cache": (BATCH, 7), "compute_cache": (_inputs(),)},
+        ),
+    ],
+    ids=["self_attention", "cross_attention"],
+)
+def test_every_public_method_works_on_its_own_inputs(
+    layer_class, inputs, methods
+):
+    """Siblings, not a subclass: no inherited method expects other inputs."""
+    layer = layer_class(HEADS)
+    layer(*inputs)
+    own = set(dir(layer_class)) - set(dir(keras.layers.Layer))
+    public = {name for name in own if not name.startswith("_")}
+    assert public == set(methods)
+    for name, args in methods.items():
+        cache = getattr(layer, name)(*args)
+        assert cache.shape[:3] == (BATCH, 2, HEADS), name
+
+
+def test_self_attention_has_no_cross_attention_cache():
+    """Its cache is filled by calling it with `cache_update_index`."""
+    assert not issubclass(
+        keras_mha.MultiHeadSelfAttention, keras_mha.MultiHeadAttention
+    )
+    assert not hasattr(keras_mha.MultiHeadSelfAttention, "compute_cache")
+    layer = _layer(use_causal_mask=True)
+    x = _inputs()
+    expected = _np(layer(x))
+    outputs, cache = layer(
+        x, cache=layer.get_initial_cache(BATCH, SEQ + 2), cache_update_index=0
+    )
+    np.testing.assert_allclose(_np(outputs), expected, atol=1e-5)
+    assert tuple(cache.shape) == (BATCH, 2, HEADS, SEQ + 2, WIDTH // HEADS)

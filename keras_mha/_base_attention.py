@@ -1,0 +1,271 @@
+"""What the two attention layers share: config, projections, attention.
+
+`MultiHeadAttention` (cross-attention, separate query/key/value
+projections) and `MultiHeadSelfAttention` (one fused projection) are
+siblings over `BaseAttention`, as Keras's `MultiHeadAttention` and
+`GroupedQueryAttention` are: each keeps its own `build` and `call`
+signature, and this base holds what does not depend on them. Notation:
+b batch, t query length, s key length, d width, n heads, h head width.
+"""
+
+import keras
+from keras import ops
+
+from keras_mha._attention import attend
+from keras_mha._heads import check_cache
+from keras_mha._heads import check_cacheable
+from keras_mha._heads import merge_heads
+from keras_mha._heads import update_cache
+from keras_mha._heads import written_positions
+from keras_mha._utils import clone_initializer
+from keras_mha._utils import output_spec_of_call
+from keras_mha._utils import pack_outputs
+from keras_mha._validation import check_mask_shape
+from keras_mha._validation import check_positive_int
+from keras_mha._validation import check_rate
+
+
+class BaseAttention(keras.layers.Layer):
+    """Base of `MultiHeadAttention` and `MultiHeadSelfAttention`.
+
+    Takes and validates the constructor arguments both layers share (see
+    `MultiHeadAttention`), resolves the head widths from the input width,
+    builds the projections and runs the attention over heads-first
+    projections (`_attend`). Subclasses define `build`, `call` and
+    `compute_output_shape`.
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        key_dim=None,
+        value_dim=None,
+        output_dim=None,
+        dropout=0.0,
+        use_bias=True,
+        use_causal_mask=False,
+        flash_attention=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        seed=None,
+        attention_chunk_size=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = check_positive_int("num_heads", num_heads)
+        self.attention_chunk_size = check_positive_int(
+            "attention_chunk_size", attention_chunk_size, allow_none=True
+        )
+        self.key_dim = check_positive_int("key_dim", key_dim, allow_none=True)
+        self.value_dim = check_positive_int(
+            "value_dim", value_dim, allow_none=True
+        )
+        self.output_dim = check_positive_int(
+            "output_dim", output_dim, allow_none=True
+        )
+        self.dropout = check_rate("dropout", dropout)
+        if flash_attention not in (None, True, False):
+            raise ValueError(
+                "`flash_attention` expected None, True or False. "
+                f"Received: flash_attention={flash_attention!r}"
+            )
+        self.use_bias = bool(use_bias)
+        self.use_causal_mask = bool(use_causal_mask)
+        self.flash_attention = flash_attention
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.seed = seed
+        # Only a layer with dropout owns random state (and a seed variable).
+        self.seed_generator = (
+            keras.random.SeedGenerator(seed) if self.dropout > 0 else None
+        )
+        self.supports_masking = True
+
+    def _resolve_dims(self, width):
+        """Sets the head and output widths for an input of width `width`."""
+        if self.key_dim is None and width % self.num_heads:
+            raise ValueError(
+                f"num_heads={self.num_heads} must divide the input width "
+                f"{width} when key_dim is not set. Pass key_dim explicitly or "
+                "choose a num_heads that divides the width."
+            )
+        self._width = width
+        self._key_dim = self.key_dim or width // self.num_heads
+        self._value_dim = self.value_dim or self._key_dim
+        self._output_dim = self.output_dim or width
+
+    def _projection(self, name, input_shape, head_width):
+        """An EinsumDense from `(b, t, d)` to `(b, t, heads, head_width)`."""
+        layer = keras.layers.EinsumDense(
+            "btd,dnh->btnh",
+            output_shape=(None, self.num_heads, head_width),
+            bias_axes="nh" if self.use_bias else None,
+            name=name,
+            **self._sublayer_kwargs(),
+        )
+        # This layer applies the input's padding mask itself; letting the
+        # projection pass the mask through avoids Keras's "destroys the mask"
+        # warning without removing the mask from a tensor others may share.
+        layer.supports_masking = True
+        layer.build(input_shape)
+        return layer
+
+    def _build_output_projection(self, input_shape):
+        self.output_dense = keras.layers.EinsumDense(
+            "btnh,nhd->btd",
+            output_shape=(None, self._output_dim),
+            bias_axes="d" if self.use_bias else None,
+            name="attention_output",
+            **self._sublayer_kwargs(),
+        )
+        heads_shape = (*input_shape[:2], self.num_heads, self._value_dim)
+        self.output_dense.build(heads_shape)
+
+    def _sublayer_kwargs(self):
+        return {
+            "kernel_initializer": clone_initializer(self.kernel_initializer),
+            "bias_initializer": clone_initializer(self.bias_initializer),
+            "kernel_regularizer": self.kernel_regularizer,
+            "bias_regularizer": self.bias_regularizer,
+            "kernel_constraint": self.kernel_constraint,
+            "bias_constraint": self.bias_constraint,
+            "dtype": self.dtype_policy,
+        }
+
+    def get_initial_cache(self, batch_size, max_length):
+        """An empty key/value cache for decoding up to `max_length` steps.
+
+        Args:
+            batch_size: int. Number of sequences decoded together.
+            max_length: int. Number of positions the cache holds.
+
+        Returns:
+            A `(batch_size, 2, num_heads, max_length, key_dim)` tensor of
+            zeros in the layer's compute dtype.
+        """
+        self._check_built("get_initial_cache")
+        check_cacheable(self._key_dim, self._value_dim)
+        shape = (batch_size, 2, self.num_heads, max_length, self._key_dim)
+        return ops.zeros(shape, dtype=self.compute_dtype)
+
+    def _check_built(self, method):
+        if not self.built:
+            raise ValueError(
+                f"`{method}` needs a built layer: call the layer once "
+                f"first. Received: layer {self.name} with built=False"
+            )
+
+    def _attend(
+        self,
+        q,
+        k,
+        v,
+        query_mask,
+        key_mask,
+        attention_mask,
+        training,
+        return_attention_scores,
+        cache=None,
+        cache_update_index=None,
+    ):
+        """Attention over heads-first projections, then the output one.
+
+        With a `cache`, `k` and `v` (or `None`) are first written into it
+        at `cache_update_index`, and the attention runs over the cache: the
+        queries then sit at `cache_update_index` among the keys, and keys
+        not written yet are masked.
+        """
+        if cache is None and cache_update_index is not None:
+            raise ValueError(
+                "`cache_update_index` needs a `cache`. Received: cache=None, "
+                f"cache_update_index={cache_update_index}"
+            )
+        causal_offset, written = 0, None
+        if cache is not None:
+            check_cache(
+                "cache", cache, self.num_heads, self._key_dim, self._value_dim
+            )
+            if cache_update_index is not None:
+                causal_offset = cache_update_index
+                written = cache_update_index + ops.shape(k)[2]
+            k, v, cache = update_cache(cache, cache_update_index, k, v)
+        batch, query_length, key_length = q.shape[0], q.shape[2], k.shape[2]
+        check_mask_shape("query_mask", query_mask, (batch, query_length))
+        check_mask_shape("key_mask", key_mask, (batch, key_length))
+        check_mask_shape(
+            "attention_mask",
+            attention_mask,
+            (batch, query_length, key_length),
+            (batch, 1, query_length, key_length),
+            (batch, self.num_heads, query_length, key_length),
+        )
+        if written is not None and not self.use_causal_mask:
+            # The causal mask already hides the positions not written yet.
+            key_mask = written_positions(key_mask, ops.shape(k)[2], written)
+        outputs, scores = attend(
+            q,
+            k,
+            v,
+            query_mask=query_mask,
+            key_mask=key_mask,
+            attention_mask=attention_mask,
+            use_causal_mask=self.use_causal_mask,
+            causal_offset=causal_offset,
+            dropout=self.dropout,
+            training=training,
+            seed_generator=self.seed_generator,
+            return_scores=return_attention_scores,
+            flash_attention=self.flash_attention,
+            chunk_size=self.attention_chunk_size,
+        )
+        outputs = merge_heads(self.output_dense, outputs)  # (b, t, output_dim)
+        return pack_outputs(
+            outputs,
+            (scores,) if return_attention_scores else (),
+            () if cache is None else (cache,),
+        )
+
+    def compute_output_spec(self, *args, **kwargs):
+        # `(outputs, [scores], [cache])`, as `call` returns it.
+        return output_spec_of_call(self, *args, **kwargs)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_heads": self.num_heads,
+            "key_dim": self.key_dim,
+            "value_dim": self.value_dim,
+            "output_dim": self.output_dim,
+            "dropout": self.dropout,
+            "use_bias": self.use_bias,
+            "use_causal_mask": self.use_causal_mask,
+            "flash_attention": self.flash_attention,
+            "kernel_initializer": keras.initializers.serialize(
+                self.kernel_initializer
+            ),
+            "bias_initializer": keras.initializers.serialize(
+                self.bias_initializer
+            ),
+            "kernel_regularizer": keras.regularizers.serialize(
+                self.kernel_regularizer
+            ),
+            "bias_regularizer": keras.regularizers.serialize(
+                self.bias_regularizer
+            ),
+            "kernel_constraint": keras.constraints.serialize(
+                self.kernel_constraint
+            ),
+            "bias_constraint": keras.constraints.serialize(
+                self.bias_constraint
+            ),
+            "seed": self.seed,
+            "attention_chunk_size": self.attention_chunk_size,
+        }
