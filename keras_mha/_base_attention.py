@@ -17,6 +17,7 @@ from keras_mha._heads import check_cacheable
 from keras_mha._heads import merge_heads
 from keras_mha._heads import update_cache
 from keras_mha._heads import written_positions
+from keras_mha._quantization import dtype_config
 from keras_mha._utils import clone_initializer
 from keras_mha._utils import output_spec_of_call
 from keras_mha._utils import pack_outputs
@@ -238,8 +239,11 @@ class BaseAttention(keras.layers.Layer):
         return output_spec_of_call(self, *args, **kwargs)
 
     def get_config(self):
+        config = super().get_config()
+        # The policies of quantized sub-layers, so that they reload.
+        config["dtype"] = dtype_config(self, config["dtype"])
         return {
-            **super().get_config(),
+            **config,
             "num_heads": self.num_heads,
             "key_dim": self.key_dim,
             "value_dim": self.value_dim,

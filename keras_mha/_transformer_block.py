@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_mha._quantization import dtype_config
 from keras_mha._utils import clone_initializer
 from keras_mha._utils import output_spec_of_call
 from keras_mha._validation import check_positive_float
@@ -173,8 +174,11 @@ class TransformerBlock(keras.layers.Layer):
         return output_spec_of_call(self, *args, **kwargs)
 
     def get_config(self):
+        config = super().get_config()
+        # The policies of quantized sub-layers, so that they reload.
+        config["dtype"] = dtype_config(self, config["dtype"])
         return {
-            **super().get_config(),
+            **config,
             "num_heads": self.num_heads,
             "intermediate_dim": self.intermediate_dim,
             "dropout": self.dropout,
