@@ -17,6 +17,10 @@ from keras_mha._heads import check_cacheable
 from keras_mha._heads import merge_heads
 from keras_mha._heads import update_cache
 from keras_mha._heads import written_positions
+from keras_mha._porting import CALL_HINTS
+from keras_mha._porting import CONSTRUCTOR_HINTS
+from keras_mha._porting import check_foreign_arguments
+from keras_mha._porting import check_positional
 from keras_mha._quantization import dtype_config
 from keras_mha._utils import clone_initializer
 from keras_mha._utils import output_spec_of_call
@@ -36,9 +40,14 @@ class BaseAttention(keras.layers.Layer):
     `compute_output_shape`.
     """
 
+    def __new__(cls, *args, **kwargs):
+        check_positional(cls, args, ("key_dim", "value_dim", "..."))
+        return super().__new__(cls, *args, **kwargs)
+
     def __init__(
         self,
         num_heads,
+        *,
         key_dim=None,
         value_dim=None,
         output_dim=None,
@@ -56,6 +65,7 @@ class BaseAttention(keras.layers.Layer):
         attention_chunk_size=None,
         **kwargs,
     ):
+        check_foreign_arguments(self, kwargs, CONSTRUCTOR_HINTS)
         super().__init__(**kwargs)
         self.num_heads = check_positive_int("num_heads", num_heads)
         self.attention_chunk_size = check_positive_int(
@@ -89,6 +99,10 @@ class BaseAttention(keras.layers.Layer):
             keras.random.SeedGenerator(seed) if self.dropout > 0 else None
         )
         self.supports_masking = True
+
+    def __call__(self, *args, **kwargs):
+        check_foreign_arguments(self, kwargs, CALL_HINTS)
+        return super().__call__(*args, **kwargs)
 
     def _resolve_dims(self, width):
         """Sets the head and output widths for an input of width `width`."""

@@ -2,6 +2,10 @@
 
 import keras
 
+from keras_mha._porting import CALL_HINTS
+from keras_mha._porting import CONSTRUCTOR_HINTS
+from keras_mha._porting import check_foreign_arguments
+from keras_mha._porting import check_positional
 from keras_mha._quantization import dtype_config
 from keras_mha._utils import clone_initializer
 from keras_mha._utils import output_spec_of_call
@@ -30,9 +34,14 @@ class TransformerBlock(keras.layers.Layer):
 
     _causal = False
 
+    def __new__(cls, *args, **kwargs):
+        check_positional(cls, args, ("intermediate_dim", "dropout", "..."))
+        return super().__new__(cls, *args, **kwargs)
+
     def __init__(
         self,
         num_heads,
+        *,
         intermediate_dim,
         dropout=0.0,
         activation="relu",
@@ -43,6 +52,7 @@ class TransformerBlock(keras.layers.Layer):
         flash_attention=None,
         **kwargs,
     ):
+        check_foreign_arguments(self, kwargs, CONSTRUCTOR_HINTS)
         super().__init__(**kwargs)
         self.num_heads = check_positive_int("num_heads", num_heads)
         self.intermediate_dim = check_positive_int(
@@ -63,6 +73,10 @@ class TransformerBlock(keras.layers.Layer):
             )
         self.flash_attention = flash_attention
         self.supports_masking = True
+
+    def __call__(self, *args, **kwargs):
+        check_foreign_arguments(self, kwargs, CALL_HINTS)
+        return super().__call__(*args, **kwargs)
 
     def _initializers(self):
         return {

@@ -47,7 +47,7 @@ def classifier():
     tokens = keras.Input((None,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(VOCAB, WIDTH, mask_zero=True)(tokens)
     x = keras_mha.SinusoidalPositionEncoding()(x)
-    x = keras_mha.TransformerEncoderBlock(HEADS, FFN)(x)
+    x = keras_mha.TransformerEncoderBlock(HEADS, intermediate_dim=FFN)(x)
     x = keras.layers.GlobalAveragePooling1D()(x)
     return keras.Model(tokens, keras.layers.Dense(5)(x))
 
@@ -57,7 +57,9 @@ def language_model():
     tokens = keras.Input((None,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(VOCAB, WIDTH, mask_zero=True)(tokens)
     x = keras_mha.SinusoidalPositionEncoding()(x)
-    x = keras_mha.TransformerDecoderBlock(HEADS, FFN, norm_first=True)(x)
+    x = keras_mha.TransformerDecoderBlock(
+        HEADS, intermediate_dim=FFN, norm_first=True
+    )(x)
     return keras.Model(tokens, keras.layers.Dense(VOCAB)(x))
 
 

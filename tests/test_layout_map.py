@@ -81,9 +81,13 @@ def build_model():
     target = keras.Input((None,), dtype="int32")
     x = keras.layers.Embedding(VOCAB, WIDTH, mask_zero=True)(source)
     x = keras_mha.SinusoidalPositionEncoding()(x)
-    x = keras_mha.TransformerEncoderBlock(HEADS, FFN, name="encoder")(x)
+    x = keras_mha.TransformerEncoderBlock(
+        HEADS, intermediate_dim=FFN, name="encoder"
+    )(x)
     y = keras.layers.Embedding(VOCAB, WIDTH, mask_zero=True)(target)
-    y = keras_mha.TransformerDecoderBlock(HEADS, FFN, name="decoder")(y, x)
+    y = keras_mha.TransformerDecoderBlock(
+        HEADS, intermediate_dim=FFN, name="decoder"
+    )(y, x)
     logits = keras.layers.Dense(VOCAB, name="logits")(y)
     return keras.Model([source, target], logits)
 

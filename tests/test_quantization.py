@@ -29,8 +29,12 @@ def build_model():
     tokens = keras.Input((None,), dtype="int32")
     x = keras.layers.Embedding(VOCAB, WIDTH, mask_zero=True)(tokens)
     x = keras_mha.SinusoidalPositionEncoding()(x)
-    x = keras_mha.TransformerEncoderBlock(HEADS, FFN, name="encoder")(x)
-    y = keras_mha.TransformerDecoderBlock(HEADS, FFN, name="decoder")(x, x)
+    x = keras_mha.TransformerEncoderBlock(
+        HEADS, intermediate_dim=FFN, name="encoder"
+    )(x)
+    y = keras_mha.TransformerDecoderBlock(
+        HEADS, intermediate_dim=FFN, name="decoder"
+    )(x, x)
     y = keras_mha.MultiHeadSelfAttention(HEADS, name="self_attention")(y)
     y = keras_mha.MultiHeadAttention(HEADS, name="cross_attention")(y, x)
     return keras.Model(tokens, keras.layers.Dense(VOCAB, name="logits")(y))

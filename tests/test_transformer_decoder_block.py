@@ -24,7 +24,9 @@ def _np(x):
 
 
 def _block(**kwargs):
-    return keras_mha.TransformerDecoderBlock(HEADS, FFN, **kwargs)
+    return keras_mha.TransformerDecoderBlock(
+        HEADS, intermediate_dim=FFN, **kwargs
+    )
 
 
 @pytest.mark.parametrize(
