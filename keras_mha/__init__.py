@@ -1,5 +1,8 @@
 """Multi-head attention and Transformer layers for Keras 3."""
 
+import importlib
+
+from keras_mha import saving  # noqa: F401  (keras_mha.saving.save_model)
 from keras_mha.distribution import get_layout_map
 from keras_mha.multi_head_attention import MultiHeadAttention
 from keras_mha.multi_head_self_attention import MultiHeadSelfAttention
@@ -16,3 +19,16 @@ __all__ = [
     "TransformerEncoderBlock",
 ]
 __version__ = "0.1.0"
+
+# Imported on first use: `export` needs keras_hub, `visualize` matplotlib.
+_LAZY_SUBMODULES = ("export", "visualize")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"keras_mha.{name}")
+    raise AttributeError(f"module 'keras_mha' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_LAZY_SUBMODULES})

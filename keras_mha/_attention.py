@@ -40,7 +40,9 @@ def merge_masks(
         key_length: int or scalar tensor, `s`.
         query_mask: `(b, t)` padding mask of the queries, or `None`.
         key_mask: `(b, s)` padding mask of the keys and values, or `None`.
-        attention_mask: `(b, t, s)` or `(b, n, t, s)` mask, or `None`.
+        attention_mask: mask of rank 2 to 4 that broadcasts to
+            `(b, n, t, s)` once axes are inserted at -3 (see
+            `check_attention_mask`), or `None`.
         use_causal_mask: whether query `i` may only see keys `j <= i`.
         causal_offset: position of the first query among the keys, for
             step-by-step decoding with a cache.
@@ -65,8 +67,10 @@ def merge_masks(
         mask = _and(mask, ops.expand_dims(query_mask, (1, 3)))  # (b,1,t,1)
     if attention_mask is not None:
         attention_mask = ops.cast(attention_mask, "bool")
-        if len(attention_mask.shape) == 3:
-            attention_mask = ops.expand_dims(attention_mask, 1)  # (b,1,t,s)
+        # As in keras.layers.MultiHeadAttention: head axes are inserted at
+        # -3 up to rank 4, so (t, s) -> (1, 1, t, s), (b, t, s) -> (b, 1, t, s).
+        for _ in range(4 - len(attention_mask.shape)):
+            attention_mask = ops.expand_dims(attention_mask, -3)
         mask = _and(mask, attention_mask)
     if use_causal_mask:
         rows = ops.arange(query_length) + causal_offset
@@ -148,8 +152,8 @@ def attend(
         value: `(b, n, s, hv)` projected values.
         query_mask: `(b, t)` padding mask of the queries, or `None`.
         key_mask: `(b, s)` padding mask of the keys, or `None`.
-        attention_mask: mask broadcastable to `(b, n, t, s)` of rank 3
-            (`(b, t, s)`) or 4, or `None`.
+        attention_mask: mask of rank 2 to 4 that broadcasts to
+            `(b, n, t, s)` once axes are inserted at -3, or `None`.
         use_causal_mask: whether query `i` may only see keys
             `j <= i + causal_offset`.
         causal_offset: int or scalar tensor, the position of the first
@@ -268,7 +272,11 @@ def _explicit_attention(
     logits = _logits(_scale(query), key)
     if mask is not None:
         logits = ops.where(mask, logits, _MASKED_LOGIT)
-    scores = ops.softmax(logits, axis=-1)
+    if logits.shape[-1] == 1:
+        # One key: every probability is 1 (softmax would warn about it).
+        scores = ops.ones_like(logits)
+    else:
+        scores = ops.softmax(logits, axis=-1)
     if mask is not None and return_scores:
         # Exact zeros in fully masked rows too (the softmax made them flat).
         scores = ops.where(mask, scores, 0.0)
@@ -433,54 +441,3 @@ def _online_softmax_step(mask, first):
         return new_max, total, acc
 
     return step
-
-
-def dot_product_attention(
-    query,
-    key,
-    value,
-    mask=None,
-    use_causal_mask=False,
-    dropout=0.0,
-    training=False,
-    seed_generator=None,
-    return_scores=False,
-    flash_attention=None,
-):
-    """`attend` on sequence-first `(b, t, n, h)` inputs and a merged mask.
-
-    Args:
-        query: `(b, t, n, h)` projected queries.
-        key: `(b, s, n, h)` projected keys.
-        value: `(b, s, n, hv)` projected values.
-        mask: boolean mask broadcastable to `(b, n, t, s)` from
-            `merge_masks`, or `None`.
-        use_causal_mask: whether query `i` may only see keys `j <= i`; only
-            used when `mask` is `None` (otherwise merge it into `mask`).
-        dropout, training, seed_generator, return_scores, flash_attention:
-            as in `attend`.
-
-    Returns:
-        `(b, t, n, hv)` outputs and `(b, n, t, s)` probabilities (or `None`
-        when `return_scores` is false).
-    """
-    if use_causal_mask and mask is not None:
-        raise ValueError(
-            "Merge the causal mask into `mask` with `merge_masks` when both "
-            "are used."
-        )
-    query, key, value = (
-        ops.transpose(x, (0, 2, 1, 3)) for x in (query, key, value)
-    )
-    return attend(
-        query,
-        key,
-        value,
-        attention_mask=mask,
-        use_causal_mask=use_causal_mask,
-        dropout=dropout,
-        training=training,
-        seed_generator=seed_generator,
-        return_scores=return_scores,
-        flash_attention=flash_attention,
-    )

@@ -13,6 +13,7 @@ from keras import ops
 
 from keras_mha._attention import attend
 from keras_mha._heads import check_cache
+from keras_mha._heads import check_cache_update_index
 from keras_mha._heads import check_cacheable
 from keras_mha._heads import merge_heads
 from keras_mha._heads import update_cache
@@ -25,6 +26,9 @@ from keras_mha._quantization import dtype_config
 from keras_mha._utils import clone_initializer
 from keras_mha._utils import output_spec_of_call
 from keras_mha._utils import pack_outputs
+from keras_mha._validation import check_attention_mask
+from keras_mha._validation import check_bool
+from keras_mha._validation import check_flash_attention
 from keras_mha._validation import check_mask_shape
 from keras_mha._validation import check_positive_int
 from keras_mha._validation import check_rate
@@ -79,14 +83,9 @@ class BaseAttention(keras.layers.Layer):
             "output_dim", output_dim, allow_none=True
         )
         self.dropout = check_rate("dropout", dropout)
-        if flash_attention not in (None, True, False):
-            raise ValueError(
-                "`flash_attention` expected None, True or False. "
-                f"Received: flash_attention={flash_attention!r}"
-            )
-        self.use_bias = bool(use_bias)
-        self.use_causal_mask = bool(use_causal_mask)
-        self.flash_attention = flash_attention
+        self.use_bias = check_bool("use_bias", use_bias)
+        self.use_causal_mask = check_bool("use_causal_mask", use_causal_mask)
+        self.flash_attention = check_flash_attention(flash_attention)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
@@ -167,6 +166,8 @@ class BaseAttention(keras.layers.Layer):
             zeros in the layer's compute dtype.
         """
         self._check_built("get_initial_cache")
+        check_positive_int("batch_size", batch_size)
+        check_positive_int("max_length", max_length)
         check_cacheable(self._key_dim, self._value_dim)
         shape = (batch_size, 2, self.num_heads, max_length, self._key_dim)
         return ops.zeros(shape, dtype=self.compute_dtype)
@@ -206,21 +207,33 @@ class BaseAttention(keras.layers.Layer):
         causal_offset, written = 0, None
         if cache is not None:
             check_cache(
-                "cache", cache, self.num_heads, self._key_dim, self._value_dim
+                "cache",
+                cache,
+                self.num_heads,
+                self._key_dim,
+                self._value_dim,
+                batch_size=q.shape[0],
             )
             if cache_update_index is not None:
+                check_cache_update_index(
+                    "cache_update_index",
+                    cache_update_index,
+                    k.shape[2],
+                    cache.shape[3],
+                )
                 causal_offset = cache_update_index
                 written = cache_update_index + ops.shape(k)[2]
             k, v, cache = update_cache(cache, cache_update_index, k, v)
         batch, query_length, key_length = q.shape[0], q.shape[2], k.shape[2]
         check_mask_shape("query_mask", query_mask, (batch, query_length))
         check_mask_shape("key_mask", key_mask, (batch, key_length))
-        check_mask_shape(
+        check_attention_mask(
             "attention_mask",
             attention_mask,
-            (batch, query_length, key_length),
-            (batch, 1, query_length, key_length),
-            (batch, self.num_heads, query_length, key_length),
+            batch,
+            self.num_heads,
+            query_length,
+            key_length,
         )
         if written is not None and not self.use_causal_mask:
             # The causal mask already hides the positions not written yet.

@@ -8,7 +8,10 @@ them here as one 2D matrix multiplication each: TensorFlow runs the
 Notation: b batch, t sequence length, d width, n heads, h head width.
 """
 
+import keras
 from keras import ops
+
+from keras_mha._validation import check_index
 
 
 def _is_quantized(layer):
@@ -94,8 +97,11 @@ def check_cacheable(key_dim, value_dim):
         )
 
 
-def check_cache(name, cache, num_heads, key_dim, value_dim):
-    """Checks a `(b, 2, n, s, h)` key/value cache against the layer."""
+def check_cache(name, cache, num_heads, key_dim, value_dim, batch_size=None):
+    """Checks a `(b, 2, n, s, h)` key/value cache against the layer.
+
+    `batch_size` is the static batch size of the call's inputs, or `None`.
+    """
     check_cacheable(key_dim, value_dim)
     head_dim = key_dim
     shape = tuple(cache.shape)
@@ -109,6 +115,41 @@ def check_cache(name, cache, num_heads, key_dim, value_dim):
             f"`{name}` expected shape (batch, 2, {num_heads}, length, "
             f"{head_dim}): keys and values, heads first. "
             f"Received: {name}.shape={shape}"
+        )
+    dtype = keras.backend.standardize_dtype(cache.dtype)
+    if not keras.backend.is_float_dtype(dtype):
+        raise TypeError(
+            f"`{name}` expected a floating-point tensor (from "
+            f"`get_initial_cache` or `compute_cache`). "
+            f"Received: {name}.dtype={dtype}"
+        )
+    if None not in (batch_size, shape[0]) and batch_size != shape[0]:
+        raise ValueError(
+            f"`{name}` expected the batch size of the inputs, "
+            f"{batch_size}: one cache row per sequence. "
+            f"Received: {name}.shape={shape} for inputs of batch size "
+            f"{batch_size}"
+        )
+
+
+def check_cache_update_index(
+    name, index, new_length, cache_length, cache_name="cache"
+):
+    """Checks that positions `[index, index + new_length)` fit the cache.
+
+    Python ints and eager tensors are checked here; a traced index (inside
+    a compiled decoding loop) is not, and an out-of-range write there is
+    clamped or dropped by the backend's slice update.
+    """
+    index = check_index(name, index)
+    if index is None or new_length is None or cache_length is None:
+        return
+    if index + new_length > cache_length:
+        raise ValueError(
+            f"`{name}` plus the {new_length} new position(s) must not pass "
+            f"the end of `{cache_name}`, which holds {cache_length}: expected "
+            f"0 <= {name} <= {cache_length - new_length}. "
+            f"Received: {name}={index}"
         )
 
 

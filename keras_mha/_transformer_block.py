@@ -9,6 +9,8 @@ from keras_mha._porting import check_positional
 from keras_mha._quantization import dtype_config
 from keras_mha._utils import clone_initializer
 from keras_mha._utils import output_spec_of_call
+from keras_mha._validation import check_bool
+from keras_mha._validation import check_flash_attention
 from keras_mha._validation import check_positive_float
 from keras_mha._validation import check_positive_int
 from keras_mha._validation import check_rate
@@ -60,18 +62,13 @@ class TransformerBlock(keras.layers.Layer):
         )
         self.dropout = check_rate("dropout", dropout)
         self.activation = keras.activations.get(activation)
-        self.norm_first = bool(norm_first)
+        self.norm_first = check_bool("norm_first", norm_first)
         self.layer_norm_epsilon = check_positive_float(
             "layer_norm_epsilon", layer_norm_epsilon
         )
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
-        if flash_attention not in (None, True, False):
-            raise ValueError(
-                "`flash_attention` expected None, True or False. "
-                f"Received: flash_attention={flash_attention!r}"
-            )
-        self.flash_attention = flash_attention
+        self.flash_attention = check_flash_attention(flash_attention)
         self.supports_masking = True
 
     def __call__(self, *args, **kwargs):

@@ -5,9 +5,12 @@ Each check raises with one message form: what was expected, then
 expectation in one line.
 """
 
+import math
 import numbers
 
 import keras
+import numpy as np
+from keras import ops
 
 
 def check_positive_int(name, value, allow_none=False):
@@ -41,13 +44,84 @@ def check_rate(name, value):
 def check_positive_float(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
-            f"`{name}` expected a positive number. Received: {name}={value!r}"
+            f"`{name}` expected a positive finite number. "
+            f"Received: {name}={value!r}"
         )
-    if value <= 0:
+    if not (math.isfinite(value) and value > 0):
         raise ValueError(
-            f"`{name}` expected a positive number. Received: {name}={value!r}"
+            f"`{name}` expected a positive finite number. "
+            f"Received: {name}={value!r}"
         )
     return float(value)
+
+
+def check_bool(name, value):
+    """A Python or NumPy bool; `"no"`, `0` or `None` are not taken as one."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(
+            f"`{name}` expected True or False. Received: {name}={value!r}"
+        )
+    return bool(value)
+
+
+def check_flash_attention(value):
+    """`None`, `True` or `False`; `True` only where the backend has one."""
+    if not isinstance(value, (bool, np.bool_, type(None))):
+        raise ValueError(
+            "`flash_attention` expected None, True or False. "
+            f"Received: flash_attention={value!r}"
+        )
+    if value and keras.backend.backend() == "tensorflow":
+        raise ValueError(
+            "`flash_attention=True` needs a flash attention kernel, which "
+            "the TensorFlow backend does not have (use JAX or PyTorch on a "
+            "GPU, or None to let the backend choose). "
+            f"Received: flash_attention={value!r} on TensorFlow"
+        )
+    return None if value is None else bool(value)
+
+
+def concrete_int(value):
+    """The Python int of an integer scalar, or `None` when it is traced.
+
+    Python ints and eager tensors are concrete; a symbolic tensor (inside
+    `tf.function`, `jax.jit` or a `keras.Input`) has no value yet.
+    """
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, keras.KerasTensor):
+        return None
+    try:
+        return int(ops.convert_to_numpy(value))
+    except Exception:  # Each backend raises its own error for a tracer.
+        return None
+
+
+def check_index(name, value):
+    """An int or integer scalar tensor; returns its value or `None`.
+
+    Returns `None` for a traced tensor, whose value is unknown here.
+    """
+    dtype = getattr(value, "dtype", None)
+    is_int = isinstance(value, numbers.Integral) and not isinstance(
+        value, (bool, np.bool_)
+    )
+    if not is_int and (
+        dtype is None
+        or "int" not in keras.backend.standardize_dtype(dtype)
+        or len(getattr(value, "shape", ())) != 0
+    ):
+        raise TypeError(
+            f"`{name}` expected a non-negative integer or an integer scalar "
+            f"tensor. Received: {name}={value!r}"
+        )
+    index = concrete_int(value)
+    if index is not None and index < 0:
+        raise ValueError(
+            f"`{name}` expected a non-negative integer. "
+            f"Received: {name}={index}"
+        )
+    return index
 
 
 def check_sequence_shape(name, shape, width=None):
@@ -122,4 +196,32 @@ def check_matching_dim(dim_name, axis, **shapes):
         raise ValueError(
             f"{names} expected the same {dim_name} (axis {axis}). "
             f"Received: {received}"
+        )
+
+
+def check_attention_mask(name, mask, batch, num_heads, query_length, length):
+    """Checks a mask against keras.layers.MultiHeadAttention's rule.
+
+    A mask of rank 2, 3 or 4 gets axes inserted at -3 up to rank 4 and
+    must then broadcast to `(batch, num_heads, query_length, length)`:
+    `(t, s)`, `(b, t, s)`, `(b, n, t, s)` and their size-1 variants.
+    """
+    if mask is None:
+        return
+    shape = tuple(mask.shape)
+    full = (batch, num_heads, query_length, length)
+    padded = ()
+    if 2 <= len(shape) <= 4:
+        padded = shape[:-2] + (1,) * (4 - len(shape)) + shape[-2:]
+    if not padded or any(
+        a is not None and b is not None and a not in (1, b)
+        for a, b in zip(padded, full)
+    ):
+        raise ValueError(
+            f"`{name}` expected a shape that broadcasts to (batch, "
+            f"num_heads, query_length, key_length) = {_fmt(full)} once "
+            "axes are inserted before its last two, as in "
+            "keras.layers.MultiHeadAttention: (t, s), (b, t, s) or "
+            f"(b, n, t, s), where any axis may be 1. Received: "
+            f"{name}.shape={shape}"
         )

@@ -37,7 +37,11 @@ class MultiHeadAttention(BaseAttention):
 
     Padding masks are taken from the inputs' Keras masks (for example from
     `keras.layers.Embedding(mask_zero=True)`) or from `query_mask` and
-    `value_mask`; a query that may attend to no key outputs zeros.
+    `value_mask`. A query that may attend to no key (a padded query, or
+    one whose keys are all masked) gets a zero attention output, never
+    NaN; after the output projection that is the output bias
+    (`output_dense.bias`, zeros with `use_bias=False`). The query's Keras
+    mask goes with the outputs, so masked layers downstream skip them.
 
     Args:
         num_heads: int. Number of attention heads.
@@ -91,9 +95,11 @@ class MultiHeadAttention(BaseAttention):
             defaults to `value`'s Keras mask.
         key_mask: optional `(batch, key_length)` padding mask; defaults to
             `value_mask`.
-        attention_mask: optional boolean mask of shape
-            `(batch, query_length, key_length)` or
-            `(batch, num_heads, query_length, key_length)`; True may attend.
+        attention_mask: optional boolean mask, True where a query may
+            attend to a key, as in `keras.layers.MultiHeadAttention`: of
+            shape `(query_length, key_length)`, `(batch, query_length,
+            key_length)` or `(batch, num_heads, query_length,
+            key_length)`, where any axis may be 1 to broadcast.
         training: bool. Whether attention dropout is active.
         return_attention_scores: bool. Whether to also return the attention
             probabilities. Defaults to `False`.
@@ -103,7 +109,13 @@ class MultiHeadAttention(BaseAttention):
             the `cache_length` cached positions.
         cache_update_index: optional int or integer scalar tensor: where
             this call's keys and values go in `cache`. `None` uses the
-            cache as it is and ignores `value` and `key`.
+            cache as it is and ignores `value` and `key`. The new positions
+            must fit: `0 <= cache_update_index` and `cache_update_index +
+            key_length <= cache_length`, and the cache's batch size must
+            be the query's; a `ValueError` says otherwise for an int or an
+            eager tensor. An index traced in a compiled loop cannot be
+            checked: there an out-of-range write is clamped or dropped by
+            the backend, so keep the loop within the cache.
 
     Returns:
         `(batch, query_length, output_dim)` tensor, and with

@@ -40,10 +40,15 @@ class MultiHeadSelfAttention(BaseAttention):
         inputs: `(batch, seq_length, width)` float tensor.
         mask: optional `(batch, seq_length)` boolean padding mask; defaults
             to the Keras mask of `inputs`. Padded positions are neither
-            attended to nor attend (their outputs are zeros).
-        attention_mask: optional boolean mask of shape
-            `(batch, seq_length, seq_length)` or
-            `(batch, num_heads, seq_length, seq_length)`; True may attend.
+            attended to nor attend: their attention output is zero, so
+            the layer returns the output bias there (`output_dense.bias`,
+            zeros with `use_bias=False`), and the mask goes with the
+            outputs.
+        attention_mask: optional boolean mask, True where a query may
+            attend to a key, of shape `(seq_length, seq_length)`,
+            `(batch, seq_length, seq_length)` or `(batch, num_heads,
+            seq_length, seq_length)`, where any axis may be 1 to broadcast
+            (as in `keras.layers.MultiHeadAttention`).
         training: bool. Whether attention dropout is active.
         return_attention_scores: bool. Whether to also return the attention
             probabilities. Defaults to `False`.
@@ -56,7 +61,13 @@ class MultiHeadSelfAttention(BaseAttention):
             positions as queries; mask cached positions with an
             `attention_mask` of shape `(batch, seq_length, max_length)`.
         cache_update_index: int or integer scalar tensor, the position of
-            the first element of `inputs`; required with a `cache`.
+            the first element of `inputs`; required with a `cache`. It must
+            satisfy `0 <= cache_update_index` and `cache_update_index +
+            seq_length <= max_length`, and the cache's batch size must be
+            that of `inputs`; a `ValueError` says otherwise for an int or
+            an eager tensor. An index traced in a compiled loop cannot be
+            checked: there an out-of-range write is clamped or dropped by
+            the backend, so keep the loop within the cache.
 
     Returns:
         `(batch, seq_length, output_dim)` tensor carrying the input's mask,

@@ -56,6 +56,12 @@ def save_model(model, filepath, overwrite=True):
             f"Received: filepath={filepath!r}"
         )
     directory = os.path.dirname(os.path.abspath(filepath))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            "`filepath` expected a path in an existing directory; "
+            f"{directory!r} does not exist (create it first). "
+            f"Received: filepath={filepath!r}"
+        )
     fd, temp_path = tempfile.mkstemp(
         dir=directory,
         prefix=f".{os.path.basename(filepath)}.",

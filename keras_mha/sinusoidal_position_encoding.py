@@ -1,11 +1,12 @@
 """The fixed sinusoidal position encoding of "Attention Is All You Need"."""
 
-import numbers
-
 import keras
 import numpy as np
 from keras import ops
 
+from keras_mha._validation import check_bool
+from keras_mha._validation import check_float_dtype
+from keras_mha._validation import check_index
 from keras_mha._validation import check_positive_float
 from keras_mha._validation import check_sequence_shape
 
@@ -57,7 +58,7 @@ class SinusoidalPositionEncoding(keras.layers.Layer):
         self.max_wavelength = check_positive_float(
             "max_wavelength", max_wavelength
         )
-        self.add_to_input = bool(add_to_input)
+        self.add_to_input = check_bool("add_to_input", add_to_input)
         self.supports_masking = True
 
     def build(self, input_shape):
@@ -71,17 +72,11 @@ class SinusoidalPositionEncoding(keras.layers.Layer):
         self._is_sine = np.arange(width) % 2 == 0
 
     def call(self, inputs, start_index=0):
+        check_float_dtype("inputs", inputs)
         check_sequence_shape("inputs", inputs.shape, self._width)
-        if isinstance(start_index, (bool, float, str, bytes)):
-            raise TypeError(
-                "`start_index` expected a non-negative integer or an integer "
-                f"scalar tensor. Received: start_index={start_index!r}"
-            )
-        if isinstance(start_index, numbers.Integral) and start_index < 0:
-            raise ValueError(
-                "`start_index` expected a non-negative integer. "
-                f"Received: start_index={start_index}"
-            )
+        # Python ints and eager tensors are checked for >= 0 here; a traced
+        # index is only checked for its integer dtype.
+        check_index("start_index", start_index)
         seq_length = ops.shape(inputs)[1]
         positions = ops.arange(seq_length, dtype="float32")
         positions = positions + ops.cast(start_index, "float32")
@@ -102,6 +97,13 @@ class SinusoidalPositionEncoding(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        """Nothing to quantize: the layer has no weights.
+
+        Defined so that `Model.quantize` passes over the layer quietly
+        instead of warning that it has no `quantize` method.
+        """
 
     def get_config(self):
         return {

@@ -4,11 +4,15 @@ to the encoder output, and feed-forward."""
 import keras
 from keras.src.backend import get_keras_mask
 
+from keras_mha._heads import check_cache
+from keras_mha._heads import check_cache_update_index
 from keras_mha._transformer_block import TransformerBlock
 from keras_mha._transformer_block import call_attention
 from keras_mha._utils import pack_outputs
+from keras_mha._validation import check_attention_mask
 from keras_mha._validation import check_float_dtype
 from keras_mha._validation import check_mask_shape
+from keras_mha._validation import check_matching_dim
 from keras_mha._validation import check_sequence_shape
 from keras_mha.multi_head_attention import MultiHeadAttention
 
@@ -156,6 +160,7 @@ class TransformerDecoderBlock(TransformerBlock):
             decoder_padding_mask,
             decoder_attention_mask,
             self_attention_cache,
+            self_attention_cache_update_index,
             cross_attention_cache,
         )
         x, (self_scores, self_attention_cache) = self._residual(
@@ -206,6 +211,7 @@ class TransformerDecoderBlock(TransformerBlock):
         decoder_padding_mask,
         decoder_attention_mask,
         self_cache,
+        self_cache_index,
         cross_cache,
     ):
         """Checks the inputs; returns the decoder padding mask to use."""
@@ -223,27 +229,81 @@ class TransformerDecoderBlock(TransformerBlock):
                 f"Received: encoder_sequence={_shape(encoder_sequence)}, "
                 f"cross_attention_cache={_shape(cross_cache)}"
             )
+        batch, length = decoder_sequence.shape[:2]
         if encoder_sequence is not None:
-            check_float_dtype("encoder_sequence", encoder_sequence)
-            check_sequence_shape(
-                "encoder_sequence", encoder_sequence.shape, self._encoder_width
-            )
+            self._check_encoder_sequence(encoder_sequence, batch)
+        self._check_caches(
+            self_cache, self_cache_index, cross_cache, batch, length
+        )
         if decoder_padding_mask is None:
             decoder_padding_mask = get_keras_mask(decoder_sequence)
-        batch, length = decoder_sequence.shape[:2]
         check_mask_shape(
             "decoder_padding_mask", decoder_padding_mask, (batch, length)
         )
         # With a cache, the queries attend over all its positions.
         keys = length if self_cache is None else self_cache.shape[3]
-        check_mask_shape(
+        check_attention_mask(
             "decoder_attention_mask",
             decoder_attention_mask,
-            (batch, length, keys),
-            (batch, 1, length, keys),
-            (batch, self.num_heads, length, keys),
+            batch,
+            self.num_heads,
+            length,
+            keys,
         )
         return decoder_padding_mask
+
+    def _check_encoder_sequence(self, encoder_sequence, batch=None):
+        check_float_dtype("encoder_sequence", encoder_sequence)
+        check_sequence_shape(
+            "encoder_sequence", encoder_sequence.shape, self._encoder_width
+        )
+        check_matching_dim(
+            "batch size",
+            0,
+            decoder_sequence=(batch,),
+            encoder_sequence=encoder_sequence.shape,
+        )
+
+    def _check_caches(self, self_cache, index, cross_cache, batch, length):
+        """The caches and index, under this block's argument names."""
+        attention = self.self_attention
+        if self_cache is not None:
+            check_cache(
+                "self_attention_cache",
+                self_cache,
+                self.num_heads,
+                attention._key_dim,
+                attention._value_dim,
+                batch_size=batch,
+            )
+            if index is None:
+                raise ValueError(
+                    "A `self_attention_cache` needs the position of "
+                    "`decoder_sequence` in it. Received: "
+                    "self_attention_cache_update_index=None"
+                )
+            check_cache_update_index(
+                "self_attention_cache_update_index",
+                index,
+                length,
+                self_cache.shape[3],
+                cache_name="self_attention_cache",
+            )
+        elif index is not None:
+            raise ValueError(
+                "`self_attention_cache_update_index` needs a "
+                "`self_attention_cache`. Received: self_attention_cache=None, "
+                f"self_attention_cache_update_index={index}"
+            )
+        if cross_cache is not None:
+            check_cache(
+                "cross_attention_cache",
+                cross_cache,
+                self.num_heads,
+                attention._key_dim,
+                attention._value_dim,
+                batch_size=batch,
+            )
 
     def _cross_attention(
         self,
@@ -320,6 +380,7 @@ class TransformerDecoderBlock(TransformerBlock):
                 "cross-attention: call it with an `encoder_sequence` first. "
                 f"Received: block {self.name} built without cross-attention"
             )
+        self._check_encoder_sequence(encoder_sequence)
         return self.cross_attention.compute_cache(encoder_sequence)
 
     def _check_built(self, method):

@@ -8,9 +8,13 @@ scores.
 """
 
 import math
+import numbers
 
 import numpy as np
 from keras import ops
+
+from keras_mha._validation import check_positive_float
+from keras_mha._validation import check_positive_int
 
 
 def plot_attention_scores(
@@ -70,7 +74,8 @@ def plot_attention_scores(
                 f"`{name}` expected {length} labels to match the scores. "
                 f"Received: len({name})={len(tokens)}"
             )
-    columns = min(columns, num_heads)
+    columns = min(check_positive_int("columns", columns), num_heads)
+    check_positive_float("cell_size", cell_size)
     rows = math.ceil(num_heads / columns)
     figure = Figure(
         figsize=(
@@ -161,7 +166,18 @@ def plot_layer_attention(
             f"tensors that {layer.name} returns. Received: "
             f"scores_index={scores_index}"
         )
-    scores = ops.convert_to_numpy(scores[scores_index][example])
+    scores = scores[scores_index]
+    batch_size = scores.shape[0]
+    if (
+        isinstance(example, bool)
+        or not isinstance(example, numbers.Integral)
+        or not -batch_size <= example < batch_size
+    ):
+        raise ValueError(
+            f"`example` expected an index into the batch of {batch_size} "
+            f"examples. Received: example={example!r}"
+        )
+    scores = ops.convert_to_numpy(scores[example])
     figure = plot_attention_scores(
         scores,
         path,

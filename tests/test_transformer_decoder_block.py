@@ -371,14 +371,15 @@ def test_bad_caches():
             self_attention_cache_update_index=0,
             cross_attention_cache=np.zeros((BATCH, 2, HEADS, 4, 4), "float32"),
         )
+    # With a cache the mask's keys are the cache's positions (5), not 3.
     with pytest.raises(
-        ValueError, match=r"decoder_attention_mask.*\(2, 1, 5\)"
+        ValueError, match=r"\(2, 3, 1, 5\).*decoder_attention_mask.shape"
     ):
         decoder_only(
             _target()[:, :1],
             self_attention_cache=cache,
             self_attention_cache_update_index=0,
-            decoder_attention_mask=np.ones((BATCH, 1, 1), bool),
+            decoder_attention_mask=np.ones((BATCH, 1, 3), bool),
         )
     block = _block()
     block(_target(), _source())
