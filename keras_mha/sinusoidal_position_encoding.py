@@ -87,14 +87,6 @@ class SinusoidalPositionEncoding(keras.layers.Layer):
             return ops.cast(inputs, self.compute_dtype) + encoding
         return ops.broadcast_to(encoding, ops.shape(inputs))
 
-    def quantize(self, mode=None, type_check=True, config=None):
-        """Does nothing: the layer has no weights to quantize.
-
-        Defined so that `model.quantize(mode)` passes over the layer
-        without warning that it cannot be quantized.
-        """
-        del mode, type_check, config
-
     def compute_output_shape(self, input_shape):
         return input_shape
 
