@@ -16,6 +16,7 @@ from keras_mha._heads import check_cache
 from keras_mha._heads import check_cache_update_index
 from keras_mha._heads import check_cacheable
 from keras_mha._heads import merge_heads
+from keras_mha._heads import project_heads
 from keras_mha._heads import update_cache
 from keras_mha._heads import written_positions
 from keras_mha._porting import CALL_HINTS
@@ -67,11 +68,28 @@ class BaseAttention(keras.layers.Layer):
         bias_constraint=None,
         seed=None,
         attention_chunk_size=None,
+        num_key_value_heads=None,
+        sliding_window=None,
+        use_gate=False,
         **kwargs,
     ):
         check_foreign_arguments(self, kwargs, CONSTRUCTOR_HINTS)
         super().__init__(**kwargs)
         self.num_heads = check_positive_int("num_heads", num_heads)
+        self.num_key_value_heads = check_positive_int(
+            "num_key_value_heads", num_key_value_heads, allow_none=True
+        )
+        if self.num_key_value_heads and num_heads % num_key_value_heads:
+            raise ValueError(
+                f"num_key_value_heads={num_key_value_heads} must divide "
+                f"num_heads={num_heads}: each key/value head serves "
+                "num_heads // num_key_value_heads query heads."
+            )
+        self._kv_heads = self.num_key_value_heads or self.num_heads
+        self.sliding_window = check_positive_int(
+            "sliding_window", sliding_window, allow_none=True
+        )
+        self.use_gate = check_bool("use_gate", use_gate)
         self.attention_chunk_size = check_positive_int(
             "attention_chunk_size", attention_chunk_size, allow_none=True
         )
@@ -116,11 +134,14 @@ class BaseAttention(keras.layers.Layer):
         self._value_dim = self.value_dim or self._key_dim
         self._output_dim = self.output_dim or width
 
-    def _projection(self, name, input_shape, head_width):
-        """An EinsumDense from `(b, t, d)` to `(b, t, heads, head_width)`."""
+    def _projection(self, name, input_shape, head_width, num_heads=None):
+        """An EinsumDense from `(b, t, d)` to `(b, t, heads, head_width)`.
+
+        `num_heads` defaults to the layer's number of query heads.
+        """
         layer = keras.layers.EinsumDense(
             "btd,dnh->btnh",
-            output_shape=(None, self.num_heads, head_width),
+            output_shape=(None, num_heads or self.num_heads, head_width),
             bias_axes="nh" if self.use_bias else None,
             name=name,
             **self._sublayer_kwargs(),
@@ -131,6 +152,20 @@ class BaseAttention(keras.layers.Layer):
         layer.supports_masking = True
         layer.build(input_shape)
         return layer
+
+    def _build_gate(self, query_shape):
+        """With `use_gate`, the gate projection of the queries `(d, n, hv)`."""
+        if self.use_gate:
+            self.gate_dense = self._projection(
+                "gate", query_shape, self._value_dim
+            )
+
+    def _gate(self, query):
+        """`sigmoid(query W_g + b_g)` as `(b, t, n, hv)`, or `None`."""
+        if not self.use_gate:
+            return None
+        gate = project_heads(self.gate_dense, query)  # (b, n, t, hv)
+        return ops.sigmoid(ops.transpose(gate, (0, 2, 1, 3)))
 
     def _build_output_projection(self, input_shape):
         self.output_dense = keras.layers.EinsumDense(
@@ -162,14 +197,15 @@ class BaseAttention(keras.layers.Layer):
             max_length: int. Number of positions the cache holds.
 
         Returns:
-            A `(batch_size, 2, num_heads, max_length, key_dim)` tensor of
-            zeros in the layer's compute dtype.
+            A `(batch_size, 2, num_key_value_heads, max_length, key_dim)`
+            tensor of zeros in the layer's compute dtype
+            (`num_key_value_heads` defaults to `num_heads`).
         """
         self._check_built("get_initial_cache")
         check_positive_int("batch_size", batch_size)
         check_positive_int("max_length", max_length)
         check_cacheable(self._key_dim, self._value_dim)
-        shape = (batch_size, 2, self.num_heads, max_length, self._key_dim)
+        shape = (batch_size, 2, self._kv_heads, max_length, self._key_dim)
         return ops.zeros(shape, dtype=self.compute_dtype)
 
     def _check_built(self, method):
@@ -191,13 +227,18 @@ class BaseAttention(keras.layers.Layer):
         return_attention_scores,
         cache=None,
         cache_update_index=None,
+        gate=None,
     ):
         """Attention over heads-first projections, then the output one.
 
-        With a `cache`, `k` and `v` (or `None`) are first written into it
-        at `cache_update_index`, and the attention runs over the cache: the
-        queries then sit at `cache_update_index` among the keys, and keys
-        not written yet are masked.
+        `q` has `num_heads` heads, `k` and `v` `num_key_value_heads`; each
+        key/value head serves `num_heads // num_key_value_heads`
+        consecutive query heads. With a `cache`, `k` and `v` (or `None`)
+        are first written into it at `cache_update_index`, and the
+        attention runs over the cache: the queries then sit at
+        `cache_update_index` among the keys, and keys not written yet are
+        masked. A `gate` `(b, t, n, hv)` multiplies the heads' outputs
+        before the output projection.
         """
         if cache is None and cache_update_index is not None:
             raise ValueError(
@@ -209,7 +250,7 @@ class BaseAttention(keras.layers.Layer):
             check_cache(
                 "cache",
                 cache,
-                self.num_heads,
+                self._kv_heads,
                 self._key_dim,
                 self._value_dim,
                 batch_size=q.shape[0],
@@ -224,6 +265,11 @@ class BaseAttention(keras.layers.Layer):
                 causal_offset = cache_update_index
                 written = cache_update_index + ops.shape(k)[2]
             k, v, cache = update_cache(cache, cache_update_index, k, v)
+        if self._kv_heads != self.num_heads:
+            # (b, n_kv, s, h) -> (b, n, s, h): query head i uses key/value
+            # head i // group, as in Keras's GroupedQueryAttention.
+            group = self.num_heads // self._kv_heads
+            k, v = ops.repeat(k, group, axis=1), ops.repeat(v, group, axis=1)
         batch, query_length, key_length = q.shape[0], q.shape[2], k.shape[2]
         check_mask_shape("query_mask", query_mask, (batch, query_length))
         check_mask_shape("key_mask", key_mask, (batch, key_length))
@@ -253,7 +299,10 @@ class BaseAttention(keras.layers.Layer):
             return_scores=return_attention_scores,
             flash_attention=self.flash_attention,
             chunk_size=self.attention_chunk_size,
+            sliding_window=self.sliding_window,
         )
+        if gate is not None:
+            outputs = ops.multiply(outputs, ops.cast(gate, outputs.dtype))
         outputs = merge_heads(self.output_dense, outputs)  # (b, t, output_dim)
         return pack_outputs(
             outputs,
@@ -298,5 +347,8 @@ class BaseAttention(keras.layers.Layer):
                 self.bias_constraint
             ),
             "seed": self.seed,
+            "num_key_value_heads": self.num_key_value_heads,
+            "sliding_window": self.sliding_window,
+            "use_gate": self.use_gate,
             "attention_chunk_size": self.attention_chunk_size,
         }
