@@ -58,7 +58,9 @@ class TransformerDecoderBlock(TransformerBlock):
             mask; defaults to the Keras mask of `encoder_sequence`.
         decoder_attention_mask: optional boolean mask of shape
             `(batch, target_length, target_length)`, combined with the causal
-            mask.
+            mask; as in `keras.layers.MultiHeadAttention`, also
+            `(target_length, target_length)` or `(batch, num_heads,
+            target_length, target_length)`, any axis of which may be 1.
         self_attention_cache: optional `(batch, 2, num_heads, max_length,
             head_dim)` key/value cache of the self-attention, from
             `get_initial_cache`, for step-by-step decoding. The keys and
@@ -70,7 +72,10 @@ class TransformerDecoderBlock(TransformerBlock):
             `(batch, target_length, max_length)`.
         self_attention_cache_update_index: int or integer scalar tensor,
             the position of the first element of `decoder_sequence`;
-            required with a `self_attention_cache`.
+            required with a `self_attention_cache`. The new positions must
+            fit: `0 <= index` and `index + target_length <= max_length`,
+            checked (as the caches' batch size and dtype) for ints and
+            eager tensors; see `MultiHeadSelfAttention` for traced ones.
         cross_attention_cache: optional `(batch, 2, num_heads,
             source_length, head_dim)` keys and values of the encoder
             output, from `compute_cross_attention_cache`. With it,

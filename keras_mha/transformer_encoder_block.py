@@ -44,7 +44,10 @@ class TransformerEncoderBlock(TransformerBlock):
         padding_mask: optional `(batch, seq_length)` boolean mask, True at
             real tokens; defaults to the Keras mask of `inputs`.
         attention_mask: optional boolean mask of shape
-            `(batch, seq_length, seq_length)`; True may attend.
+            `(batch, seq_length, seq_length)`; True may attend. Also
+            `(seq_length, seq_length)` or `(batch, num_heads, seq_length,
+            seq_length)`, any axis of which may be 1, as in
+            `keras.layers.MultiHeadAttention`.
         training: bool. Whether dropout is active.
         return_attention_scores: bool. Whether to also return the
             self-attention probabilities. Defaults to `False`.

@@ -4,8 +4,57 @@ import os
 
 import keras
 import numpy as np
+import pytest
+from keras import tree
 
-import keras_mha  # noqa: F401  (registers the layers for deserialization)
+import keras_mha
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(keras_mha.__file__))
+
+
+def assert_clear_error(thunk, error_type, fragments):
+    """`thunk()` raises exactly `error_type` from the package's own checks.
+
+    The message must contain every fragment (the argument, the value and
+    the expectation) and "Received:", and the innermost frame must be in
+    `keras_mha`, never in a backend op deep inside a call.
+    """
+    with pytest.raises(error_type) as info:
+        thunk()
+    # Exactly this type: a backend's error subclassing ValueError (such as
+    # TensorFlow's InvalidArgumentError) must not pass for ours.
+    assert info.type is error_type, info.value
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    assert "Received:" in message or "must divide" in message, message
+    innermost = os.path.abspath(str(info.traceback[-1].path))
+    assert innermost.startswith(PACKAGE_DIR), (
+        f"raised outside keras_mha, in {innermost}"
+    )
+
+
+def to_numpy(x):
+    """A backend tensor (or array) as a NumPy array."""
+    return keras.ops.convert_to_numpy(x)
+
+
+def decode_in_steps(step, inputs, steps, state=None):
+    """Feeds `inputs` through `step` in chunks along the sequence axis.
+
+    `step(chunk, index, state)` returns `(outputs, state)` for the chunk
+    that starts at position `index` (the state is a cache, or `None`);
+    `steps` are the chunk lengths and must add up to the sequence length.
+    Returns the chunks' outputs concatenated as NumPy, and the last state:
+    compare them with the full-sequence call.
+    """
+    outputs, index = [], 0
+    for length in steps:
+        out, state = step(inputs[:, index : index + length], index, state)
+        outputs.append(to_numpy(out))
+        index += length
+    assert index == inputs.shape[1], (steps, inputs.shape)
+    return np.concatenate(outputs, axis=1), state
 
 
 def _as_kwargs(inputs):
@@ -52,15 +101,17 @@ def run_layer_test(
     """Checks the Keras conventions every public layer must meet.
 
     - `get_config` / `from_config` and `serialize_keras_object` round trips;
-    - the eager output shape equals `expected_output_shape` and
-      `compute_output_shape`, and a symbolic call with unknown sequence
-      length gives the same shape with `None` there;
+    - the eager shape of the first output equals `expected_output_shape`
+      and `compute_output_shape`; every output (scores and caches too,
+      when `call_kwargs` ask for them) is finite, and a symbolic call with
+      unknown sequence length gives the same structure, dtypes and shapes
+      (with `None` where unknown);
     - the number of trainable weights;
     - a `.keras` file saved and reloaded with `safe_mode=True` and no
-      `custom_objects` gives equal outputs;
+      `custom_objects` gives equal outputs, all of them;
     - a `fit` step changes the trainable weights and gives a finite loss;
-    - under `mixed_float16` and `mixed_bfloat16` the outputs have the
-      compute dtype and are finite, and every sub-layer has the policy.
+    - under `mixed_float16` and `mixed_bfloat16` every output has the
+      compute dtype and is finite, and every sub-layer has the policy.
     """
     call_kwargs = call_kwargs or {}
     layer = layer_cls(**init_kwargs)
@@ -74,20 +125,25 @@ def run_layer_test(
     assert type(restored) is layer_cls
     assert restored.get_config() == config
 
-    # Eager call and shapes.
+    # Eager call and shapes, of every output (outputs, scores, caches).
     outputs = _call(layer, inputs, call_kwargs)
-    assert tuple(outputs.shape) == tuple(expected_output_shape)
+    first = tree.flatten(outputs)[0]
+    assert tuple(first.shape) == tuple(expected_output_shape)
     computed = layer.compute_output_shape(*_shapes(inputs))
     assert tuple(computed) == tuple(expected_output_shape)
     num_weights = len(layer.trainable_weights)
     assert num_weights == expected_num_trainable_weights, num_weights
-    assert np.all(np.isfinite(keras.ops.convert_to_numpy(outputs)))
+    tree.map_structure(_assert_finite, outputs)
 
-    # Symbolic call with an unknown sequence length.
+    # Symbolic call with an unknown sequence length: every output has the
+    # eager one's structure, dtype and shape, with `None` where unknown.
     model = _model(layer_cls.from_config(config), inputs, call_kwargs)
-    symbolic_shape = tuple(model.outputs[0].shape)
-    assert symbolic_shape[0] is None and symbolic_shape[1] is None
-    assert symbolic_shape[2:] == tuple(expected_output_shape)[2:]
+    symbolic = model.outputs if tree.is_nested(outputs) else model.outputs[0]
+    if isinstance(outputs, tuple):
+        symbolic = tuple(symbolic)
+    tree.assert_same_structure(symbolic, outputs)
+    tree.map_structure(_assert_same_spec, symbolic, outputs)
+    assert tuple(model.outputs[0].shape)[:2] == (None, None)
 
     # `.keras` round trip in safe mode.
     if tmp_path is not None:
@@ -95,22 +151,38 @@ def run_layer_test(
         path = os.path.join(tmp_path, "model.keras")
         model.save(path)
         loaded = keras.models.load_model(path, safe_mode=True)
-        np.testing.assert_allclose(
-            keras.ops.convert_to_numpy(loaded(_as_kwargs(inputs))),
-            keras.ops.convert_to_numpy(model(_as_kwargs(inputs))),
-            atol=1e-6,
-        )
+        # A reloaded functional model gives a list where the original
+        # gives a tuple: compare output by output.
+        reloaded = tree.flatten(loaded(_as_kwargs(inputs)))
+        original = tree.flatten(model(_as_kwargs(inputs)))
+        assert len(reloaded) == len(original)
+        for a, b in zip(reloaded, original):
+            np.testing.assert_allclose(to_numpy(a), to_numpy(b), atol=1e-6)
 
     _check_fit_step(layer_cls, init_kwargs, inputs, call_kwargs)
     for policy in ("mixed_float16", "mixed_bfloat16"):
         _check_policy(layer_cls, init_kwargs, inputs, call_kwargs, policy)
 
 
+def _assert_finite(x):
+    assert np.all(np.isfinite(to_numpy(x)))
+
+
+def _assert_same_spec(symbolic, eager):
+    """Same dtype and rank; sizes equal where the symbolic one is known."""
+    assert symbolic.dtype == keras.backend.standardize_dtype(eager.dtype)
+    assert len(symbolic.shape) == len(eager.shape)
+    for known, size in zip(symbolic.shape, eager.shape):
+        assert known is None or known == size, (symbolic.shape, eager.shape)
+
+
 def _check_fit_step(layer_cls, init_kwargs, inputs, call_kwargs):
     model = _model(layer_cls(**init_kwargs), inputs, call_kwargs)
     if not model.trainable_weights:
         return
-    before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    # Trained on the main output (scores and caches are not targets).
+    model = keras.Model(model.inputs, model.outputs[0])
+    before = [to_numpy(w) for w in model.trainable_weights]
     model.compile(keras.optimizers.SGD(0.1), loss="mse")
     target = np.ones(model.outputs[0].shape[-1:], "float32")
     target = np.broadcast_to(
@@ -118,7 +190,7 @@ def _check_fit_step(layer_cls, init_kwargs, inputs, call_kwargs):
     )
     history = model.fit(_as_kwargs(inputs), target, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
-    after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    after = [to_numpy(w) for w in model.trainable_weights]
     assert any(not np.allclose(a, b) for a, b in zip(before, after))
 
 
@@ -126,8 +198,9 @@ def _check_policy(layer_cls, init_kwargs, inputs, call_kwargs, policy):
     layer = layer_cls(**init_kwargs, dtype=policy)
     outputs = _call(layer, inputs, call_kwargs)
     compute_dtype = keras.DTypePolicy(policy).compute_dtype
-    assert keras.backend.standardize_dtype(outputs.dtype) == compute_dtype
-    assert np.all(np.isfinite(keras.ops.convert_to_numpy(outputs)))
+    for output in tree.flatten(outputs):
+        assert keras.backend.standardize_dtype(output.dtype) == compute_dtype
+    tree.map_structure(_assert_finite, outputs)
     for sublayer in layer._flatten_layers():
         assert sublayer.compute_dtype == compute_dtype, sublayer.name
         for weight in sublayer.trainable_weights:

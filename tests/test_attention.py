@@ -11,15 +11,12 @@ from keras import ops
 
 import keras_mha
 from keras_mha import _attention
+from tests.layer_test_case import to_numpy
 
 # Distinct sizes so a swapped axis cannot pass; chunks of 16 do not divide
 # the lengths, so every path has a short last chunk.
 BATCH, HEADS, QUERIES, KEYS, HEAD_DIM, VALUE_DIM = 2, 3, 40, 37, 4, 5
 CHUNK = 16
-
-
-def _np(x):
-    return ops.convert_to_numpy(x)
 
 
 def _qkv(seed=0, queries=QUERIES, keys=KEYS):
@@ -122,10 +119,13 @@ def test_chunked_equals_explicit_values_and_gradients(masks):
     outputs, grads = _value_and_grads(
         lambda q, k, v: _chunked(q, k, v, **masks), q, k, v
     )
-    np.testing.assert_allclose(_np(outputs), _np(expected), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(outputs), to_numpy(expected), atol=1e-5)
     for name, grad, expected_grad in zip("qkv", grads, expected_grads):
         np.testing.assert_allclose(
-            _np(grad), _np(expected_grad), atol=1e-5, err_msg=f"d/d{name}"
+            to_numpy(grad),
+            to_numpy(expected_grad),
+            atol=1e-5,
+            err_msg=f"d/d{name}",
         )
 
 
@@ -134,8 +134,8 @@ def test_chunk_sizes_that_do_not_divide_the_lengths(chunk):
     q, k, v = _qkv()
     masks = {"use_causal_mask": True, "key_mask": _padding(KEYS, [30, KEYS])}
     np.testing.assert_allclose(
-        _np(_chunked(q, k, v, chunk=chunk, **masks)),
-        _np(_explicit(q, k, v, **masks)),
+        to_numpy(_chunked(q, k, v, chunk=chunk, **masks)),
+        to_numpy(_explicit(q, k, v, **masks)),
         atol=1e-5,
     )
 
@@ -152,7 +152,7 @@ def test_causal_offset_as_a_tensor_equals_the_static_offset():
         use_causal_mask=True,
         causal_offset=ops.convert_to_tensor(3, "int32"),
     )
-    np.testing.assert_allclose(_np(dynamic), _np(static), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(dynamic), to_numpy(static), atol=1e-6)
 
 
 def test_fully_masked_rows_give_zeros_not_nan():
@@ -167,20 +167,20 @@ def test_fully_masked_rows_give_zeros_not_nan():
         k,
         v,
     )
-    outputs = _np(outputs)
+    outputs = to_numpy(outputs)
     np.testing.assert_array_equal(outputs[0], 0.0)
     np.testing.assert_array_equal(outputs[1, :, 5], 0.0)
     for grad in grads:
-        assert np.all(np.isfinite(_np(grad)))
-    np.testing.assert_array_equal(_np(grads[0])[0], 0.0)
+        assert np.all(np.isfinite(to_numpy(grad)))
+    np.testing.assert_array_equal(to_numpy(grads[0])[0], 0.0)
 
 
 def test_chunked_equals_explicit_in_cross_attention_lengths():
     q, k, v = _qkv(queries=9, keys=50)
     key_mask = _padding(50, [50, 33])
     np.testing.assert_allclose(
-        _np(_chunked(q, k, v, key_mask=key_mask)),
-        _np(_explicit(q, k, v, key_mask=key_mask)),
+        to_numpy(_chunked(q, k, v, key_mask=key_mask)),
+        to_numpy(_explicit(q, k, v, key_mask=key_mask)),
         atol=1e-5,
     )
 
@@ -241,8 +241,8 @@ def test_attend_chunks_automatically_above_the_threshold(monkeypatch):
     _attention.attend(q, k, v, return_scores=True)
     assert calls == [CHUNK]
     np.testing.assert_allclose(
-        _np(ops.transpose(outputs, (0, 2, 1, 3))),
-        _np(_explicit(q, k, v, use_causal_mask=True)),
+        to_numpy(ops.transpose(outputs, (0, 2, 1, 3))),
+        to_numpy(_explicit(q, k, v, use_causal_mask=True)),
         atol=1e-5,
     )
 
@@ -274,7 +274,9 @@ def test_layer_with_attention_chunk_size_equals_without(layer_class, kwargs):
     plain(*inputs)
     plain.set_weights(chunked.get_weights())
     np.testing.assert_allclose(
-        _np(chunked(*inputs, **masks)), _np(plain(*inputs, **masks)), atol=1e-5
+        to_numpy(chunked(*inputs, **masks)),
+        to_numpy(plain(*inputs, **masks)),
+        atol=1e-5,
     )
     assert chunked.get_config()["attention_chunk_size"] == CHUNK
 
@@ -289,7 +291,7 @@ def test_chunked_attention_under_mixed_precision_is_finite(policy):
     x = 30.0 * _sequence()
     outputs = layer(x, mask=_padding(QUERIES, [QUERIES, 25]))
     assert keras.backend.standardize_dtype(outputs.dtype) == policy[6:]
-    assert np.all(np.isfinite(_np(ops.cast(outputs, "float32"))))
+    assert np.all(np.isfinite(to_numpy(ops.cast(outputs, "float32"))))
     # The same layer without chunks, under the same policy.
     reference = keras_mha.MultiHeadSelfAttention(
         HEADS, use_causal_mask=True, flash_attention=False
@@ -298,8 +300,8 @@ def test_chunked_attention_under_mixed_precision_is_finite(policy):
     reference.set_weights(layer.get_weights())
     expected = reference(x, mask=_padding(QUERIES, [QUERIES, 25]))
     np.testing.assert_allclose(
-        _np(ops.cast(outputs, "float32")),
-        _np(ops.cast(expected, "float32")),
+        to_numpy(ops.cast(outputs, "float32")),
+        to_numpy(ops.cast(expected, "float32")),
         atol=0.5,
         rtol=0.05,
     )

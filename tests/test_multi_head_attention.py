@@ -1,11 +1,12 @@
 import keras
 import numpy as np
 import pytest
-from keras import ops
 
 import keras_mha
 from tests import reference
+from tests.layer_test_case import decode_in_steps
 from tests.layer_test_case import run_layer_test
+from tests.layer_test_case import to_numpy
 
 # Distinct sizes: the key sequence (4) is shorter than the query one (5), and
 # the value width (8) differs from the query width (12).
@@ -22,22 +23,24 @@ def _value(seed=1):
     return rng.normal(size=(BATCH, KEY_LEN, VALUE_WIDTH)).astype("float32")
 
 
-def _np(x):
-    return ops.convert_to_numpy(x)
-
-
 @pytest.mark.parametrize(
     "kwargs, width_out",
     [({}, WIDTH), ({"key_dim": 2, "value_dim": 6, "output_dim": 7}, 7)],
     ids=["default", "custom_dims"],
 )
-def test_layer_conventions(kwargs, width_out, tmp_path):
+@pytest.mark.parametrize(
+    "call_kwargs",
+    [{}, {"return_attention_scores": True}],
+    ids=["outputs", "with_scores"],
+)
+def test_layer_conventions(kwargs, width_out, call_kwargs, tmp_path):
     run_layer_test(
         keras_mha.MultiHeadAttention,
         {"num_heads": HEADS, **kwargs},
         {"query": _query(), "value": _value()},
         expected_output_shape=(BATCH, QUERY_LEN, width_out),
         expected_num_trainable_weights=8,
+        call_kwargs=call_kwargs,
         tmp_path=tmp_path,
     )
 
@@ -65,8 +68,8 @@ def test_matches_numpy_reference_with_key_padding(return_scores):
     if return_scores:
         out, scores = out
         assert tuple(scores.shape) == (BATCH, HEADS, QUERY_LEN, KEY_LEN)
-        np.testing.assert_allclose(_np(scores), expected_probs, atol=1e-5)
-    np.testing.assert_allclose(_np(out), expected, atol=1e-5)
+        np.testing.assert_allclose(to_numpy(scores), expected_probs, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(out), expected, atol=1e-5)
 
 
 def test_separate_key_sequence():
@@ -95,7 +98,7 @@ def test_implicit_masks_of_query_and_value():
         value_mask=values != 0,
     )
     np.testing.assert_allclose(
-        _np(model([queries, values])), _np(explicit), atol=1e-6
+        to_numpy(model([queries, values])), to_numpy(explicit), atol=1e-6
     )
 
 
@@ -114,8 +117,8 @@ def test_value_padding_is_invisible():
     padded = np.concatenate([short, _value(seed=3)[:, :3]], axis=1)
     mask = np.array([[1, 1, 0, 0, 0]] * BATCH, bool)
     np.testing.assert_allclose(
-        _np(layer(_query(), padded, value_mask=mask)),
-        _np(layer(_query(), short)),
+        to_numpy(layer(_query(), padded, value_mask=mask)),
+        to_numpy(layer(_query(), short)),
         atol=1e-5,
     )
 
@@ -136,7 +139,7 @@ def test_cross_attention_with_compute_cache_equals_uncached():
     )
     query, value = _query(), _value()
     value_mask = np.array([[1, 1, 0, 0], [1, 1, 1, 1]], bool)
-    expected = _np(layer(query, value, value_mask=value_mask))
+    expected = to_numpy(layer(query, value, value_mask=value_mask))
     cache = layer.compute_cache(value)
     assert tuple(cache.shape) == (BATCH, 2, HEADS, KEY_LEN, WIDTH // HEADS)
     # The whole query at once, and one query position at a time; `value`
@@ -144,34 +147,36 @@ def test_cross_attention_with_compute_cache_equals_uncached():
     outputs, same_cache = layer(
         query, value, value_mask=value_mask, cache=cache
     )
-    np.testing.assert_allclose(_np(outputs), expected, atol=1e-5)
-    np.testing.assert_array_equal(_np(same_cache), _np(cache))
-    steps = [
-        _np(
-            layer(
-                query[:, i : i + 1], value, value_mask=value_mask, cache=cache
-            )[0]
-        )
-        for i in range(QUERY_LEN)
-    ]
-    np.testing.assert_allclose(np.concatenate(steps, 1), expected, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(outputs), expected, atol=1e-5)
+    np.testing.assert_array_equal(to_numpy(same_cache), to_numpy(cache))
+    steps, _ = decode_in_steps(
+        lambda chunk, index, cache: layer(
+            chunk, value, value_mask=value_mask, cache=cache
+        ),
+        query,
+        (1,) * QUERY_LEN,
+        cache,
+    )
+    np.testing.assert_allclose(steps, expected, atol=1e-5)
     # With a cache, `value` may be left out.
     outputs, _ = layer(query, value_mask=value_mask, cache=cache)
-    np.testing.assert_allclose(_np(outputs), expected, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(outputs), expected, atol=1e-5)
 
 
 def test_cached_causal_self_attention_equals_full_sequence():
     # MultiHeadAttention used as self-attention, with a cache it fills.
     layer = keras_mha.MultiHeadAttention(HEADS, use_causal_mask=True)
     query = _query()
-    expected = _np(layer(query, query))
-    cache = ops.zeros((BATCH, 2, HEADS, QUERY_LEN, WIDTH // HEADS))
-    steps = []
-    for i in range(QUERY_LEN):
-        token = query[:, i : i + 1]
-        out, cache = layer(token, token, cache=cache, cache_update_index=i)
-        steps.append(_np(out))
-    np.testing.assert_allclose(np.concatenate(steps, 1), expected, atol=1e-5)
+    expected = to_numpy(layer(query, query))
+    steps, _ = decode_in_steps(
+        lambda chunk, index, cache: layer(
+            chunk, chunk, cache=cache, cache_update_index=index
+        ),
+        query,
+        (2, 2, 1),
+        layer.get_initial_cache(BATCH, QUERY_LEN),
+    )
+    np.testing.assert_allclose(steps, expected, atol=1e-5)
 
 
 def test_bad_caches():

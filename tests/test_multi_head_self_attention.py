@@ -6,7 +6,9 @@ from keras import ops
 import keras_mha
 from keras_mha import _attention
 from tests import reference
+from tests.layer_test_case import decode_in_steps
 from tests.layer_test_case import run_layer_test
+from tests.layer_test_case import to_numpy
 
 # Distinct sizes so a swapped axis cannot pass.
 BATCH, SEQ, WIDTH, HEADS = 2, 5, 12, 3
@@ -27,10 +29,6 @@ def _padding():
 def _layer(**kwargs):
     kwargs.setdefault("bias_initializer", "random_normal")
     return keras_mha.MultiHeadSelfAttention(HEADS, **kwargs)
-
-
-def _np(x):
-    return ops.convert_to_numpy(x)
 
 
 @pytest.mark.parametrize(
@@ -54,6 +52,19 @@ def test_layer_conventions(kwargs, width_out, num_weights, tmp_path):
     )
 
 
+def test_layer_conventions_of_every_output(tmp_path):
+    """Outputs and scores alike: shapes, dtypes, saving, policies."""
+    run_layer_test(
+        keras_mha.MultiHeadSelfAttention,
+        {"num_heads": HEADS, "use_causal_mask": True},
+        _inputs(),
+        expected_output_shape=(BATCH, SEQ, WIDTH),
+        expected_num_trainable_weights=4,
+        call_kwargs={"return_attention_scores": True},
+        tmp_path=tmp_path,
+    )
+
+
 @pytest.mark.parametrize("with_mask", [False, True], ids=["no_mask", "padding"])
 @pytest.mark.parametrize(
     "kwargs",
@@ -73,17 +84,17 @@ def test_matches_numpy_reference(kwargs, with_mask):
         x, x, *reference.weights_of(layer), mask=ref_mask
     )
     if with_mask:  # Padded queries attend to nothing: zero heads, bias only.
-        np.testing.assert_allclose(_np(scores)[0, :, 3:], 0.0)
-    np.testing.assert_allclose(_np(scores), expected_probs, atol=1e-5)
-    np.testing.assert_allclose(_np(outputs), expected, atol=1e-5)
-    np.testing.assert_allclose(_np(fused), expected, atol=1e-5)
+        np.testing.assert_allclose(to_numpy(scores)[0, :, 3:], 0.0)
+    np.testing.assert_allclose(to_numpy(scores), expected_probs, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(outputs), expected, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(fused), expected, atol=1e-5)
 
 
 def test_scores_are_probabilities_with_exact_zeros_at_masked_keys():
     layer = _layer()
     mask = _padding()
     _, scores = layer(_inputs(), mask=mask, return_attention_scores=True)
-    scores = _np(scores)
+    scores = to_numpy(scores)
     assert scores.shape == (BATCH, HEADS, SEQ, SEQ)
     np.testing.assert_allclose(scores[1].sum(-1), 1.0, atol=1e-6)
     np.testing.assert_allclose(scores[0, :, :3].sum(-1), 1.0, atol=1e-6)
@@ -102,7 +113,7 @@ def test_fully_masked_query_rows_give_zeros_not_nan(return_scores):
         attention_mask=attention_mask,
         return_attention_scores=return_scores,
     )
-    out = _np(out[0] if return_scores else out)
+    out = to_numpy(out[0] if return_scores else out)
     assert np.all(np.isfinite(out))
     np.testing.assert_array_equal(out[0, 2], 0.0)
     assert np.all(np.abs(out[0, [0, 1, 3, 4]]).sum(-1) > 0)
@@ -123,8 +134,12 @@ def test_implicit_mask_equals_explicit_masks_and_propagates():
         mask=np.ones_like(tokens, bool),
         attention_mask=(tokens != 0)[:, :, None] & (tokens != 0)[:, None, :],
     )
-    np.testing.assert_allclose(_np(implicit), _np(explicit_padding), atol=1e-6)
-    np.testing.assert_allclose(_np(implicit), _np(as_attention_mask), atol=1e-6)
+    np.testing.assert_allclose(
+        to_numpy(implicit), to_numpy(explicit_padding), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        to_numpy(implicit), to_numpy(as_attention_mask), atol=1e-6
+    )
 
 
 def test_permutation_equivariance_without_positions():
@@ -132,7 +147,7 @@ def test_permutation_equivariance_without_positions():
     x = _inputs()
     perm = np.array([3, 0, 4, 1, 2])
     np.testing.assert_allclose(
-        _np(layer(x[:, perm])), _np(layer(x))[:, perm], atol=1e-5
+        to_numpy(layer(x[:, perm])), to_numpy(layer(x))[:, perm], atol=1e-5
     )
 
 
@@ -147,7 +162,7 @@ def test_causal_mask_hides_the_future(return_scores):
 
     def run(inputs):
         out = layer(inputs, return_attention_scores=return_scores)
-        return _np(out[0] if return_scores else out)
+        return to_numpy(out[0] if return_scores else out)
 
     np.testing.assert_allclose(run(changed)[:, :3], run(x)[:, :3], atol=1e-6)
     assert not np.allclose(run(changed)[:, 3:], run(x)[:, 3:])
@@ -159,16 +174,16 @@ def test_padding_is_invisible_to_real_tokens():
     padded = np.concatenate([x, _inputs(seed=2)[:1, :4]], axis=1)
     mask = np.array([[1, 1, 1, 0, 0, 0, 0]], bool)
     np.testing.assert_allclose(
-        _np(layer(padded, mask=mask))[:, :3], _np(layer(x)), atol=1e-5
+        to_numpy(layer(padded, mask=mask))[:, :3], to_numpy(layer(x)), atol=1e-5
     )
 
 
 def test_dropout_applies_in_training_only():
     layer = _layer(dropout=0.5, seed=1)
     x = _inputs()
-    inference = _np(layer(x, training=False))
-    np.testing.assert_allclose(inference, _np(layer(x)), atol=1e-6)
-    assert not np.allclose(_np(layer(x, training=True)), inference)
+    inference = to_numpy(layer(x, training=False))
+    np.testing.assert_allclose(inference, to_numpy(layer(x)), atol=1e-6)
+    assert not np.allclose(to_numpy(layer(x, training=True)), inference)
 
 
 class _Spy:
@@ -219,10 +234,10 @@ def test_tensorflow_alone_defaults_to_the_explicit_path(monkeypatch):
     # the explicit heads-first matmuls, so it is only taken on request.
     spy = _Spy(monkeypatch, fused_backend=False)
     layer, x = _layer(), _inputs()
-    explicit = _np(layer(x))
+    explicit = to_numpy(layer(x))
     assert spy.calls == []
     monkeypatch.setattr(_attention, "_backend_has_fused_kernel", lambda: True)
-    np.testing.assert_allclose(_np(layer(x)), explicit, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(layer(x)), explicit, atol=1e-5)
     assert len(spy.calls) == 1
 
 
@@ -307,18 +322,13 @@ def compiled(fn):
 
 def _decode_with_cache(layer, x, steps, **kwargs):
     """Runs `x` through `layer` in chunks of `steps` lengths with a cache."""
-    cache = layer.get_initial_cache(BATCH, x.shape[1])
-    outputs, index = [], 0
-    for step in steps:
-        out, cache = layer(
-            x[:, index : index + step],
-            cache=cache,
-            cache_update_index=index,
-            **kwargs,
-        )
-        outputs.append(_np(out))
-        index += step
-    return np.concatenate(outputs, axis=1), cache
+
+    def step(chunk, index, cache):
+        return layer(chunk, cache=cache, cache_update_index=index, **kwargs)
+
+    return decode_in_steps(
+        step, x, steps, layer.get_initial_cache(BATCH, x.shape[1])
+    )
 
 
 def _attention_inputs(layer, x):
@@ -337,14 +347,14 @@ def _attention_inputs(layer, x):
 def test_cached_steps_equal_the_full_causal_sequence(steps):
     layer = _layer(use_causal_mask=True)
     x = _inputs()
-    expected = _np(layer(x))
+    expected = to_numpy(layer(x))
     outputs, cache = _decode_with_cache(layer, x, steps)
     np.testing.assert_allclose(outputs, expected, atol=1e-5)
     assert tuple(cache.shape) == (BATCH, 2, HEADS, SEQ, WIDTH // HEADS)
     # The cache holds the keys and values of the full sequence.
     _, k, v = _attention_inputs(layer, x)
-    np.testing.assert_allclose(_np(cache[:, 0]), _np(k), atol=1e-5)
-    np.testing.assert_allclose(_np(cache[:, 1]), _np(v), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(cache[:, 0]), to_numpy(k), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(cache[:, 1]), to_numpy(v), atol=1e-5)
 
 
 def test_cache_without_causal_mask_sees_only_written_positions():
@@ -357,7 +367,7 @@ def test_cache_without_causal_mask_sees_only_written_positions():
     causal(x)
     causal.set_weights(layer.get_weights())
     outputs, _ = _decode_with_cache(layer, x, (1,) * SEQ)
-    np.testing.assert_allclose(outputs, _np(causal(x)), atol=1e-5)
+    np.testing.assert_allclose(outputs, to_numpy(causal(x)), atol=1e-5)
 
 
 def test_cached_steps_return_scores_over_the_cache():
@@ -372,13 +382,15 @@ def test_cached_steps_return_scores_over_the_cache():
         return_attention_scores=True,
     )
     assert tuple(scores.shape) == (BATCH, HEADS, 2, SEQ)
-    np.testing.assert_allclose(_np(scores), _np(expected)[:, :, :2], atol=1e-5)
+    np.testing.assert_allclose(
+        to_numpy(scores), to_numpy(expected)[:, :, :2], atol=1e-5
+    )
 
 
 def test_compiled_decode_loop_with_a_static_cache():
     layer = _layer(use_causal_mask=True)
     x = _inputs()
-    expected = _np(layer(x))
+    expected = to_numpy(layer(x))
 
     @compiled
     def decode(x):
@@ -393,7 +405,7 @@ def test_compiled_decode_loop_with_a_static_cache():
         return ops.fori_loop(0, SEQ, body, state)[0]
 
     np.testing.assert_allclose(
-        _np(decode(ops.convert_to_tensor(x))), expected, atol=1e-5
+        to_numpy(decode(ops.convert_to_tensor(x))), expected, atol=1e-5
     )
 
 
@@ -481,9 +493,9 @@ def test_self_attention_has_no_cross_attention_cache():
     assert not hasattr(keras_mha.MultiHeadSelfAttention, "compute_cache")
     layer = _layer(use_causal_mask=True)
     x = _inputs()
-    expected = _np(layer(x))
+    expected = to_numpy(layer(x))
     outputs, cache = layer(
         x, cache=layer.get_initial_cache(BATCH, SEQ + 2), cache_update_index=0
     )
-    np.testing.assert_allclose(_np(outputs), expected, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(outputs), expected, atol=1e-5)
     assert tuple(cache.shape) == (BATCH, 2, HEADS, SEQ + 2, WIDTH // HEADS)

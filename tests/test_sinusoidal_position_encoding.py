@@ -5,13 +5,11 @@ import pytest
 from keras import ops
 
 import keras_mha
+from tests.layer_test_case import decode_in_steps
 from tests.layer_test_case import run_layer_test
+from tests.layer_test_case import to_numpy
 
 BATCH, SEQ = 2, 5
-
-
-def _np(x):
-    return ops.convert_to_numpy(x)
 
 
 def _formula(positions, width, max_wavelength=10000.0):
@@ -48,13 +46,13 @@ def test_values_equal_the_formula(width):
     )
     layer = keras_mha.SinusoidalPositionEncoding()
     np.testing.assert_allclose(
-        _np(layer(x)) - x,
+        to_numpy(layer(x)) - x,
         np.broadcast_to(_formula(range(SEQ), width), x.shape),
         atol=1e-6,
     )
     alone = keras_mha.SinusoidalPositionEncoding(add_to_input=False)(x)
     np.testing.assert_allclose(
-        _np(alone)[1], _formula(range(SEQ), width), atol=1e-6
+        to_numpy(alone)[1], _formula(range(SEQ), width), atol=1e-6
     )
 
 
@@ -64,7 +62,7 @@ def test_golden_values():
         np.zeros((1, 2, 4), "float32")
     )
     np.testing.assert_allclose(
-        _np(pe)[0, 1],
+        to_numpy(pe)[0, 1],
         [0.84147098, 0.54030231, 0.00999983, 0.99995],
         atol=1e-6,
     )
@@ -74,17 +72,21 @@ def test_equals_keras_hub_sine_position_encoding():
     x = np.zeros((BATCH, 9, 16), "float32")
     ours = keras_mha.SinusoidalPositionEncoding(add_to_input=False)(x)
     theirs = keras_hub.layers.SinePositionEncoding()(x)
-    np.testing.assert_allclose(_np(ours), _np(theirs), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(ours), to_numpy(theirs), atol=1e-5)
 
 
 def test_start_index_step_by_step_equals_full():
     x = np.random.default_rng(0).normal(size=(BATCH, SEQ, 6)).astype("float32")
     layer = keras_mha.SinusoidalPositionEncoding()
-    full = _np(layer(x))
-    steps = [_np(layer(x[:, i : i + 1], start_index=i)) for i in range(SEQ)]
-    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-6)
+    full = to_numpy(layer(x))
+    steps, _ = decode_in_steps(
+        lambda chunk, index, _: (layer(chunk, start_index=index), None),
+        x,
+        (1,) * SEQ,
+    )
+    np.testing.assert_allclose(steps, full, atol=1e-6)
     np.testing.assert_allclose(
-        _np(layer(x[:, 2:], start_index=ops.convert_to_tensor(2))),
+        to_numpy(layer(x[:, 2:], start_index=ops.convert_to_tensor(2))),
         full[:, 2:],
         atol=1e-6,
     )
@@ -97,7 +99,7 @@ def test_positions_are_exact_under_float16():
     layer = keras_mha.SinusoidalPositionEncoding(
         add_to_input=False, dtype="mixed_float16"
     )
-    pe = _np(layer(x, start_index=3000)).astype("float32")
+    pe = to_numpy(layer(x, start_index=3000)).astype("float32")
     np.testing.assert_allclose(pe[0], _formula([3000, 3001], 8), atol=2e-3)
 
 
@@ -111,7 +113,7 @@ def test_keeps_the_mask_and_padding_cannot_leak():
     short = np.array([[4, 5, 6]])
     padded = np.array([[4, 5, 6, 0, 0]])
     np.testing.assert_allclose(
-        _np(model(padded))[:, :3], _np(model(short)), atol=1e-5
+        to_numpy(model(padded))[:, :3], to_numpy(model(short)), atol=1e-5
     )
 
 

@@ -4,7 +4,9 @@ import pytest
 from keras import ops
 
 import keras_mha
+from tests.layer_test_case import decode_in_steps
 from tests.layer_test_case import run_layer_test
+from tests.layer_test_case import to_numpy
 
 BATCH, TARGET, SOURCE, WIDTH, SOURCE_WIDTH, HEADS, FFN = 2, 5, 4, 12, 8, 3, 7
 
@@ -17,10 +19,6 @@ def _target(seed=0, length=TARGET):
 def _source(seed=1, length=SOURCE):
     rng = np.random.default_rng(seed)
     return rng.normal(size=(BATCH, length, SOURCE_WIDTH)).astype("float32")
-
-
-def _np(x):
-    return ops.convert_to_numpy(x)
 
 
 def _block(**kwargs):
@@ -49,17 +47,32 @@ def test_layer_conventions(inputs, num_weights, norm_first, tmp_path):
     )
 
 
+def test_layer_conventions_of_every_output(tmp_path):
+    """Outputs, self- and cross-attention scores alike."""
+    run_layer_test(
+        keras_mha.TransformerDecoderBlock,
+        {"num_heads": HEADS, "intermediate_dim": FFN},
+        {"decoder_sequence": _target(), "encoder_sequence": _source()},
+        expected_output_shape=(BATCH, TARGET, WIDTH),
+        expected_num_trainable_weights=22,
+        call_kwargs={"return_attention_scores": True},
+        tmp_path=tmp_path,
+    )
+
+
 def test_add_and_norm_structure():
     block = _block(bias_initializer="random_normal")
     x, source = (
         ops.convert_to_tensor(_target()),
         ops.convert_to_tensor(_source()),
     )
-    out = _np(block(x, source))
+    out = to_numpy(block(x, source))
     h = block.self_attention_norm(x + block.self_attention(x))
     h = block.cross_attention_norm(h + block.cross_attention(h, source))
     ffn = block.ffn_output(block.ffn_intermediate(h))
-    np.testing.assert_allclose(out, _np(block.ffn_norm(h + ffn)), atol=1e-5)
+    np.testing.assert_allclose(
+        out, to_numpy(block.ffn_norm(h + ffn)), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize(
@@ -71,7 +84,10 @@ def test_causal_future_tokens_do_not_change_the_past(with_encoder):
     x = _target()
     changed = x.copy()
     changed[:, 3:] = _target(seed=7)[:, 3:]
-    before, after = _np(block(x, *source)), _np(block(changed, *source))
+    before, after = (
+        to_numpy(block(x, *source)),
+        to_numpy(block(changed, *source)),
+    )
     np.testing.assert_allclose(after[:, :3], before[:, :3], atol=1e-5)
     assert not np.allclose(after[:, 3:], before[:, 3:])
 
@@ -83,8 +99,8 @@ def test_encoder_padding_is_invisible():
     mask = np.zeros((BATCH, 5), bool)
     mask[:, :2] = True
     np.testing.assert_allclose(
-        _np(block(_target(), padded, encoder_padding_mask=mask)),
-        _np(block(_target(), short)),
+        to_numpy(block(_target(), padded, encoder_padding_mask=mask)),
+        to_numpy(block(_target(), short)),
         atol=1e-5,
     )
 
@@ -107,14 +123,16 @@ def test_implicit_masks_of_both_inputs():
         encoder_padding_mask=sources != 0,
     )
     np.testing.assert_allclose(
-        _np(model([targets, sources])), _np(explicit), atol=1e-6
+        to_numpy(model([targets, sources])), to_numpy(explicit), atol=1e-6
     )
     # The unpadded first pair gives the same outputs at its real positions.
     unpadded = block(
         embed_target(targets[:1, :3]), embed_source(sources[:1, :2])
     )
     np.testing.assert_allclose(
-        _np(model([targets, sources]))[:1, :3], _np(unpadded), atol=1e-5
+        to_numpy(model([targets, sources]))[:1, :3],
+        to_numpy(unpadded),
+        atol=1e-5,
     )
 
 
@@ -125,7 +143,7 @@ def test_attention_scores():
     )
     assert tuple(self_scores.shape) == (BATCH, HEADS, TARGET, TARGET)
     assert tuple(cross_scores.shape) == (BATCH, HEADS, TARGET, SOURCE)
-    assert np.all(np.triu(_np(self_scores)[0, 0], k=1) == 0)
+    assert np.all(np.triu(to_numpy(self_scores)[0, 0], k=1) == 0)
     symbolic = block(
         keras.Input((None, WIDTH)),
         keras.Input((None, SOURCE_WIDTH)),
@@ -145,7 +163,7 @@ def test_decoder_attention_mask_combines_with_causal():
     _, scores = block(
         _target(), decoder_attention_mask=mask, return_attention_scores=True
     )
-    scores = _np(scores)
+    scores = to_numpy(scores)
     assert np.all(scores[:, :, :, 0] == 0)
     assert np.all(np.triu(scores[0, 0], k=1) == 0)
     np.testing.assert_array_equal(scores[:, :, 0], 0.0)  # row 0 sees nothing
@@ -179,16 +197,15 @@ def test_bad_inputs():
 
 def _cached_decode(block, target, source, steps, **kwargs):
     """Feeds `target` in chunks of `steps` lengths through the cached block."""
-    cache = block.get_initial_cache(BATCH, target.shape[1])
     cross = {}
     if source is not None:
         cross["cross_attention_cache"] = block.compute_cross_attention_cache(
             source
         )
-    outputs, index = [], 0
-    for step in steps:
+
+    def step(chunk, index, cache):
         out, cache, *cross_cache = block(
-            target[:, index : index + step],
+            chunk,
             self_attention_cache=cache,
             self_attention_cache_update_index=index,
             **cross,
@@ -196,11 +213,13 @@ def _cached_decode(block, target, source, steps, **kwargs):
         )
         if cross_cache:
             np.testing.assert_array_equal(
-                _np(cross_cache[0]), _np(cross["cross_attention_cache"])
+                to_numpy(cross_cache[0]),
+                to_numpy(cross["cross_attention_cache"]),
             )
-        outputs.append(_np(out))
-        index += step
-    return np.concatenate(outputs, axis=1)
+        return out, cache
+
+    cache = block.get_initial_cache(BATCH, target.shape[1])
+    return decode_in_steps(step, target, steps, cache)[0]
 
 
 @pytest.mark.parametrize(
@@ -224,7 +243,7 @@ def test_cached_decoding_equals_the_full_sequence(
     full = block(target, source, **kwargs)
     np.testing.assert_allclose(
         _cached_decode(block, target, source, steps, **kwargs),
-        _np(full),
+        to_numpy(full),
         atol=1e-5,
     )
 
@@ -232,7 +251,7 @@ def test_cached_decoding_equals_the_full_sequence(
 def test_first_cached_step_computes_the_cross_attention_cache():
     block = _block()
     target, source = _target(), _source()
-    full = _np(block(target, source))
+    full = to_numpy(block(target, source))
     cache = block.get_initial_cache(BATCH, TARGET)
     out, cache, cross_cache = block(
         target[:, :2],
@@ -241,8 +260,8 @@ def test_first_cached_step_computes_the_cross_attention_cache():
         self_attention_cache_update_index=0,
     )
     np.testing.assert_allclose(
-        _np(cross_cache),
-        _np(block.compute_cross_attention_cache(source)),
+        to_numpy(cross_cache),
+        to_numpy(block.compute_cross_attention_cache(source)),
         atol=1e-6,
     )
     out, cache, _ = block(
@@ -251,7 +270,7 @@ def test_first_cached_step_computes_the_cross_attention_cache():
         self_attention_cache_update_index=2,
         cross_attention_cache=cross_cache,
     )
-    np.testing.assert_allclose(_np(out), full[:, 2:], atol=1e-5)
+    np.testing.assert_allclose(to_numpy(out), full[:, 2:], atol=1e-5)
 
 
 def test_cached_call_returns_scores_before_the_caches():
@@ -270,10 +289,10 @@ def test_cached_call_returns_scores_before_the_caches():
     assert tuple(self_scores.shape) == (BATCH, HEADS, 1, TARGET)
     assert tuple(cross_scores.shape) == (BATCH, HEADS, 1, SOURCE)
     np.testing.assert_allclose(
-        _np(self_scores), _np(full_self)[:, :, :1], atol=1e-5
+        to_numpy(self_scores), to_numpy(full_self)[:, :, :1], atol=1e-5
     )
     np.testing.assert_allclose(
-        _np(cross_scores), _np(full_cross)[:, :, :1], atol=1e-5
+        to_numpy(cross_scores), to_numpy(full_cross)[:, :, :1], atol=1e-5
     )
     assert tuple(cache.shape) == (BATCH, 2, HEADS, TARGET, WIDTH // HEADS)
     assert tuple(cross_cache.shape) == (BATCH, 2, HEADS, SOURCE, WIDTH // HEADS)
@@ -284,7 +303,7 @@ def test_compiled_greedy_style_loop():
 
     block = _block(norm_first=True)
     target, source = _target(), _source()
-    expected = _np(block(target, source))
+    expected = to_numpy(block(target, source))
 
     @compiled
     def decode(target, source):
@@ -304,7 +323,7 @@ def test_compiled_greedy_style_loop():
         return ops.fori_loop(0, TARGET, body, state)[0]
 
     np.testing.assert_allclose(
-        _np(
+        to_numpy(
             decode(ops.convert_to_tensor(target), ops.convert_to_tensor(source))
         ),
         expected,

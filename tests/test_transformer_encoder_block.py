@@ -5,6 +5,7 @@ from keras import ops
 
 import keras_mha
 from tests.layer_test_case import run_layer_test
+from tests.layer_test_case import to_numpy
 
 BATCH, SEQ, WIDTH, HEADS, FFN = 2, 5, 12, 3, 7
 
@@ -12,10 +13,6 @@ BATCH, SEQ, WIDTH, HEADS, FFN = 2, 5, 12, 3, 7
 def _inputs(seed=0, seq=SEQ):
     rng = np.random.default_rng(seed)
     return rng.normal(size=(BATCH, seq, WIDTH)).astype("float32")
-
-
-def _np(x):
-    return ops.convert_to_numpy(x)
 
 
 def _block(**kwargs):
@@ -46,7 +43,7 @@ def test_add_and_norm_structure(norm_first):
     block = _block(norm_first=norm_first, bias_initializer="random_normal")
     # A backend tensor: `x + layer(x)` with a NumPy `x` fails on PyTorch.
     x = ops.convert_to_tensor(_inputs())
-    out = _np(block(x))
+    out = to_numpy(block(x))
     attention, ffn_in, ffn_out = (
         block.self_attention,
         block.ffn_intermediate,
@@ -60,7 +57,7 @@ def test_add_and_norm_structure(norm_first):
     else:
         h = norm1(x + attention(x))
         expected = norm2(h + ffn(h))
-    np.testing.assert_allclose(out, _np(expected), atol=1e-5)
+    np.testing.assert_allclose(out, to_numpy(expected), atol=1e-5)
 
 
 def test_padding_is_invisible_and_implicit_equals_explicit():
@@ -70,10 +67,10 @@ def test_padding_is_invisible_and_implicit_equals_explicit():
     ids = keras.Input((None,), dtype="int32")
     out = block(embedding(ids))
     assert out._keras_mask is not None
-    implicit = _np(keras.Model(ids, out)(tokens))
-    explicit = _np(block(embedding(tokens), padding_mask=tokens != 0))
+    implicit = to_numpy(keras.Model(ids, out)(tokens))
+    explicit = to_numpy(block(embedding(tokens), padding_mask=tokens != 0))
     np.testing.assert_allclose(implicit, explicit, atol=1e-6)
-    unpadded = _np(block(embedding(tokens[:1, :3])))
+    unpadded = to_numpy(block(embedding(tokens[:1, :3])))
     np.testing.assert_allclose(implicit[:1, :3], unpadded, atol=1e-5)
 
 
@@ -84,7 +81,7 @@ def test_attention_mask_and_scores():
         _inputs(), attention_mask=attention_mask, return_attention_scores=True
     )
     assert tuple(scores.shape) == (BATCH, HEADS, SEQ, SEQ)
-    assert np.all(_np(scores)[:, :, 0, 1:] == 0)
+    assert np.all(to_numpy(scores)[:, :, 0, 1:] == 0)
     symbolic, symbolic_scores = block(
         keras.Input((None, WIDTH)), return_attention_scores=True
     )
