@@ -71,6 +71,7 @@ class BaseAttention(keras.layers.Layer):
         num_key_value_heads=None,
         sliding_window=None,
         use_gate=False,
+        rotary_embedding=None,
         **kwargs,
     ):
         check_foreign_arguments(self, kwargs, CONSTRUCTOR_HINTS)
@@ -90,6 +91,23 @@ class BaseAttention(keras.layers.Layer):
             "sliding_window", sliding_window, allow_none=True
         )
         self.use_gate = check_bool("use_gate", use_gate)
+        if isinstance(rotary_embedding, dict):
+            rotary_embedding = keras.layers.deserialize(rotary_embedding)
+        if rotary_embedding is not None and not isinstance(
+            rotary_embedding, keras.layers.Layer
+        ):
+            raise TypeError(
+                "`rotary_embedding` expected a keras.layers.Layer such as "
+                "keras_hub.layers.RotaryEmbedding(), or None. Received: "
+                f"rotary_embedding={rotary_embedding!r}"
+            )
+        if rotary_embedding is not None:
+            # A copy in this layer's dtype policy, as the other sub-layers.
+            rotary_embedding = keras.layers.deserialize(
+                keras.layers.serialize(rotary_embedding)
+            )
+            rotary_embedding.dtype_policy = self.dtype_policy
+        self.rotary_embedding = rotary_embedding
         self.attention_chunk_size = check_positive_int(
             "attention_chunk_size", attention_chunk_size, allow_none=True
         )
@@ -166,6 +184,18 @@ class BaseAttention(keras.layers.Layer):
             return None
         gate = project_heads(self.gate_dense, query)  # (b, n, t, hv)
         return ops.sigmoid(ops.transpose(gate, (0, 2, 1, 3)))
+
+    def _rotate(self, x, start_index):
+        """`rotary_embedding` on heads-first `(b, n, t, h)` queries or keys.
+
+        The layer sees `(b, t, n, h)`, the layout keras_hub's models call
+        `RotaryEmbedding` on, and positions from `start_index`.
+        """
+        if self.rotary_embedding is None or x is None:
+            return x
+        x = ops.transpose(x, (0, 2, 1, 3))  # (b, t, n, h)
+        x = self.rotary_embedding(x, start_index=start_index)
+        return ops.transpose(ops.cast(x, self.compute_dtype), (0, 2, 1, 3))
 
     def _build_output_projection(self, input_shape):
         self.output_dense = keras.layers.EinsumDense(
@@ -245,6 +275,9 @@ class BaseAttention(keras.layers.Layer):
                 "`cache_update_index` needs a `cache`. Received: cache=None, "
                 f"cache_update_index={cache_update_index}"
             )
+        # Positions of this call's queries and keys: from the cache index.
+        start = 0 if cache_update_index is None else cache_update_index
+        q, k = self._rotate(q, start), self._rotate(k, start)
         causal_offset, written = 0, None
         if cache is not None:
             check_cache(
@@ -350,5 +383,10 @@ class BaseAttention(keras.layers.Layer):
             "num_key_value_heads": self.num_key_value_heads,
             "sliding_window": self.sliding_window,
             "use_gate": self.use_gate,
+            "rotary_embedding": (
+                None
+                if self.rotary_embedding is None
+                else keras.layers.serialize(self.rotary_embedding)
+            ),
             "attention_chunk_size": self.attention_chunk_size,
         }

@@ -93,6 +93,14 @@ class MultiHeadAttention(BaseAttention):
             sigmoid gate of the query, `sigmoid(query W_g + b_g)` with a
             `(width, num_heads, value_dim)` kernel named `gate`, before the
             output projection (as Keras's `use_gate`). Defaults to `False`.
+        rotary_embedding: a layer applied to the projected queries and
+            keys before attention, as `layer(x, start_index=position)` on
+            `(batch, length, heads, key_dim)` tensors, positions counted
+            from `cache_update_index` in cached decoding (from 0 in
+            `compute_cache`): rotary position embeddings with
+            `keras_hub.layers.RotaryEmbedding()`. The layer uses a copy,
+            in its own dtype policy; the copy's config is saved in the
+            layer's. Defaults to `None`.
         **kwargs: other arguments of `keras.layers.Layer`, such as `name`
             and `dtype`.
 
@@ -255,7 +263,8 @@ class MultiHeadAttention(BaseAttention):
         self._check_call_inputs(None, value, key, None)
         value = ops.cast(value, self.compute_dtype)
         key = value if key is None else ops.cast(key, self.compute_dtype)
-        k = project_heads(self.key_dense, key)  # (b, n, s, h)
+        k = project_heads(self.key_dense, key)  # (b, n_kv, s, h)
+        k = self._rotate(k, 0)  # Rotary positions 0 ... s - 1.
         v = project_heads(self.value_dense, value)
         return ops.stack([k, v], axis=1)
 

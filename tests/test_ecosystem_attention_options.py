@@ -11,6 +11,7 @@ full call, with a cache of `num_key_value_heads` heads.
 """
 
 import keras
+import keras_hub
 import numpy as np
 import pytest
 
@@ -18,7 +19,7 @@ import keras_mha
 from tests.layer_test_case import run_layer_test
 from tests.reference import softmax
 
-B, T, S, D, HEADS, KEY_DIM = 2, 7, 6, 12, 4, 3
+B, T, S, D, HEADS, KEY_DIM = 2, 7, 6, 24, 4, 2
 BACKEND = keras.backend.backend()
 OPTIONS = {
     "gqa": dict(num_key_value_heads=2),
@@ -26,11 +27,13 @@ OPTIONS = {
     "window": dict(sliding_window=3),
     "causal_window": dict(sliding_window=3, use_causal_mask=True),
     "gate": dict(use_gate=True),
+    "rotary": dict(rotary_embedding=keras_hub.layers.RotaryEmbedding()),
     "all": dict(
         num_key_value_heads=2,
         sliding_window=2,
         use_causal_mask=True,
         use_gate=True,
+        rotary_embedding=keras_hub.layers.RotaryEmbedding(),
     ),
 }
 PATHS = {
@@ -76,6 +79,10 @@ def reference(layer, query, value, query_mask, key_mask):
     q = np.einsum("btd,dnh->btnh", query, wq) + bq
     k = np.einsum("bsd,dnh->bsnh", value, wk) + bk
     v = np.einsum("bsd,dnh->bsnh", value, wv) + bv
+    if layer.rotary_embedding is not None:
+        # keras_hub's RotaryEmbedding, on (b, t, n, h), positions from 0.
+        rotary = keras_hub.layers.RotaryEmbedding()
+        q, k = _np(rotary(q)), _np(rotary(k))
     # Query head i reads key/value head i // group.
     k, v = np.repeat(k, group, axis=2), np.repeat(v, group, axis=2)
     logits = np.einsum("btnh,bsnh->bnts", q, k) / np.sqrt(q.shape[-1])
@@ -161,8 +168,15 @@ def test_cached_decoding_with_every_option_equals_the_full_call(path):
         (dict(num_key_value_heads=0), "num_key_value_heads"),
         (dict(sliding_window=0), "sliding_window"),
         (dict(use_gate="yes"), "use_gate"),
+        (dict(rotary_embedding="rope"), "rotary_embedding"),
     ],
-    ids=["kv_heads_not_dividing", "kv_heads_zero", "window_zero", "gate"],
+    ids=[
+        "kv_heads_not_dividing",
+        "kv_heads_zero",
+        "window_zero",
+        "gate",
+        "rotary",
+    ],
 )
 def test_bad_options_name_the_argument(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
