@@ -19,6 +19,8 @@ from keras_mha._heads import merge_heads
 from keras_mha._heads import project_heads
 from keras_mha._heads import update_cache
 from keras_mha._heads import written_positions
+from keras_mha._lora import check_targets
+from keras_mha._lora import enable_lora
 from keras_mha._porting import CALL_HINTS
 from keras_mha._porting import CONSTRUCTOR_HINTS
 from keras_mha._porting import check_foreign_arguments
@@ -237,6 +239,27 @@ class BaseAttention(keras.layers.Layer):
         check_cacheable(self._key_dim, self._value_dim)
         shape = (batch_size, 2, self._kv_heads, max_length, self._key_dim)
         return ops.zeros(shape, dtype=self.compute_dtype)
+
+    def enable_lora(self, rank, targets=("query", "value"), lora_alpha=None):
+        """Freezes the layer and adds LoRA updates to chosen projections.
+
+        As keras_hub's `Backbone.enable_lora`: afterwards only the low-rank
+        kernels train, `W + (lora_alpha / rank) A B` with `B` starting at
+        zero (so the outputs are unchanged until training). On the fused
+        query/key/value kernel of `MultiHeadSelfAttention` only the slices
+        of the targeted projections change. A saved model stores the
+        updates merged into the kernels.
+
+        Args:
+            rank: int. Rank of the updates.
+            targets: names among `"query"`, `"key"`, `"value"` and
+                `"output"`. Defaults to `("query", "value")`, keras_hub's.
+            lora_alpha: float. Scale of the updates. Defaults to `None`,
+                which uses `rank` (a scale of 1).
+        """
+        self._check_built("enable_lora")
+        targets = check_targets(targets)
+        enable_lora(self, self._lora_projections(targets), rank, lora_alpha)
 
     def _check_built(self, method):
         if not self.built:

@@ -75,6 +75,35 @@ class TransformerBlock(keras.layers.Layer):
         check_foreign_arguments(self, kwargs, CALL_HINTS)
         return super().__call__(*args, **kwargs)
 
+    def enable_lora(self, rank, targets=("query", "value"), lora_alpha=None):
+        """Freezes the block and adds LoRA updates to its attention layers.
+
+        Calls `enable_lora` of each attention layer of the block (see
+        `MultiHeadAttention.enable_lora`); the layer norms and the
+        feed-forward network stay frozen.
+
+        Args:
+            rank: int. Rank of the updates.
+            targets: names among `"query"`, `"key"`, `"value"` and
+                `"output"`. Defaults to `("query", "value")`.
+            lora_alpha: float. Scale of the updates. Defaults to `None`,
+                which uses `rank`.
+        """
+        if not self.built:
+            raise ValueError(
+                "`enable_lora` needs a built layer: call the layer once "
+                f"first. Received: layer {self.name} with built=False"
+            )
+        self.trainable = True
+        for sublayer in self._flatten_layers(include_self=False):
+            sublayer.trainable = False
+        for attention in (
+            self.self_attention,
+            getattr(self, "cross_attention", None),
+        ):
+            if attention is not None:
+                attention.enable_lora(rank, targets, lora_alpha)
+
     def _initializers(self):
         return {
             "kernel_initializer": clone_initializer(self.kernel_initializer),

@@ -268,6 +268,16 @@ class MultiHeadAttention(BaseAttention):
         v = project_heads(self.value_dense, value)
         return ops.stack([k, v], axis=1)
 
+    def _lora_projections(self, targets):
+        """`{projection: None}` of the targeted projections."""
+        projections = {
+            "query": self.query_dense,
+            "key": self.key_dense,
+            "value": self.value_dense,
+            "output": self.output_dense,
+        }
+        return {projections[target]: None for target in targets}
+
     def compute_output_shape(
         self, query_shape, value_shape=None, key_shape=None
     ):

@@ -1,6 +1,7 @@
 """Multi-head self-attention with one fused query/key/value projection."""
 
 import keras
+import numpy as np
 from keras.src.backend import get_keras_mask
 
 from keras_mha._base_attention import BaseAttention
@@ -152,6 +153,28 @@ class MultiHeadSelfAttention(BaseAttention):
             cache_update_index=cache_update_index,
             gate=self._gate(inputs),
         )
+
+    def _lora_projections(self, targets):
+        """The fused kernel with a mask of its targeted columns, and the
+        output projection if targeted."""
+        group = self.num_heads // self._kv_heads
+        hk = self._key_dim
+        # Columns of each key/value head's slice: [g queries | key | value].
+        slices = {
+            "query": slice(0, group * hk),
+            "key": slice(group * hk, (group + 1) * hk),
+            "value": slice((group + 1) * hk, None),
+        }
+        projections = {}
+        fused = [slices[t] for t in targets if t in slices]
+        if fused:
+            columns = np.zeros(self.qkv_dense.kernel.shape[-1], bool)
+            for columns_slice in fused:
+                columns[columns_slice] = True
+            projections[self.qkv_dense] = columns
+        if "output" in targets:
+            projections[self.output_dense] = None
+        return projections
 
     def compute_output_shape(self, input_shape):
         output_dim = self.output_dim or input_shape[-1]
