@@ -147,8 +147,9 @@ def check_cache_update_index(
     """Checks that positions `[index, index + new_length)` fit the cache.
 
     Python ints and eager tensors are checked here; a traced index (inside
-    a compiled decoding loop) is not, and an out-of-range write there is
-    clamped or dropped by the backend's slice update.
+    a compiled decoding loop) is not: there TensorFlow's and JAX's
+    dynamic-update-slice clamp an out-of-range start so that the write
+    lands on the cache's last positions, and the outputs are wrong.
     """
     index = check_index(name, index)
     if index is None or new_length is None or cache_length is None:

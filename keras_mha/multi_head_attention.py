@@ -136,8 +136,9 @@ class MultiHeadAttention(BaseAttention):
             key_length <= cache_length`, and the cache's batch size must
             be the query's; a `ValueError` says otherwise for an int or an
             eager tensor. An index traced in a compiled loop cannot be
-            checked: there an out-of-range write is clamped or dropped by
-            the backend, so keep the loop within the cache.
+            checked: there TensorFlow and JAX clamp an out-of-range write
+            onto the cache's last positions and the outputs are wrong, so
+            keep the loop within the cache.
 
     Returns:
         `(batch, query_length, output_dim)` tensor, and with

@@ -73,8 +73,9 @@ class MultiHeadSelfAttention(BaseAttention):
             seq_length <= max_length`, and the cache's batch size must be
             that of `inputs`; a `ValueError` says otherwise for an int or
             an eager tensor. An index traced in a compiled loop cannot be
-            checked: there an out-of-range write is clamped or dropped by
-            the backend, so keep the loop within the cache.
+            checked: there TensorFlow and JAX clamp an out-of-range write
+            onto the cache's last positions and the outputs are wrong, so
+            keep the loop within the cache.
 
     Returns:
         `(batch, seq_length, output_dim)` tensor carrying the input's mask,
