@@ -7,7 +7,6 @@ error must be raised by the package's own checks (the innermost frame is in
 sequences are valid input (see `test_zero_length_sequences`).
 """
 
-
 import keras
 import numpy as np
 import pytest
