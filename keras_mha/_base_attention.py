@@ -35,6 +35,7 @@ from keras_mha._validation import check_flash_attention
 from keras_mha._validation import check_mask_shape
 from keras_mha._validation import check_positive_int
 from keras_mha._validation import check_rate
+from keras_mha._validation import check_size
 
 
 class BaseAttention(keras.layers.Layer):
@@ -234,8 +235,8 @@ class BaseAttention(keras.layers.Layer):
             (`num_key_value_heads` defaults to `num_heads`).
         """
         self._check_built("get_initial_cache")
-        check_positive_int("batch_size", batch_size)
-        check_positive_int("max_length", max_length)
+        check_size("batch_size", batch_size)
+        check_size("max_length", max_length)
         check_cacheable(self._key_dim, self._value_dim)
         shape = (batch_size, 2, self._kv_heads, max_length, self._key_dim)
         return ops.zeros(shape, dtype=self.compute_dtype)

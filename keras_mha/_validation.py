@@ -225,3 +225,31 @@ def check_attention_mask(name, mask, batch, num_heads, query_length, length):
             f"(b, n, t, s), where any axis may be 1. Received: "
             f"{name}.shape={shape}"
         )
+
+
+def check_size(name, value):
+    """A positive int, or an integer scalar tensor (a traced batch size).
+
+    Tensors are checked for their dtype, and for being positive when they
+    have a value (eager); returns `value` unchanged.
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(
+        value, (bool, np.bool_)
+    ):
+        return check_positive_int(name, value)
+    dtype = getattr(value, "dtype", None)
+    if (
+        dtype is None
+        or "int" not in keras.backend.standardize_dtype(dtype)
+        or len(getattr(value, "shape", ())) != 0
+    ):
+        raise TypeError(
+            f"`{name}` expected a positive integer or an integer scalar "
+            f"tensor. Received: {name}={value!r}"
+        )
+    size = concrete_int(value)
+    if size is not None and size <= 0:
+        raise ValueError(
+            f"`{name}` expected a positive integer. Received: {name}={size}"
+        )
+    return value

@@ -248,13 +248,21 @@ ARGUMENT_CASES = [
         "self-attention-get_initial_cache-float-batch",
         lambda: causal_self_attention().get_initial_cache(2.5, 4),
         TypeError,
-        ["batch_size=2.5", "positive integer"],
+        ["batch_size=2.5", "positive integer or an integer scalar tensor"],
     ),
     (
         "self-attention-get_initial_cache-str-batch",
         lambda: causal_self_attention().get_initial_cache("2", 4),
         TypeError,
         ["batch_size='2'", "positive integer"],
+    ),
+    (
+        "get_initial_cache-negative-batch-tensor",
+        lambda: causal_self_attention().get_initial_cache(
+            ops.convert_to_tensor(-2), 4
+        ),
+        ValueError,
+        ["batch_size=-2", "positive integer"],
     ),
     (
         "decoder-get_initial_cache-zero-length",
@@ -434,6 +442,13 @@ def test_bad_arguments_are_clear_errors(
 ):
     monkeypatch.chdir(tmp_path)  # For the relative path of save_model.
     assert_clear_error(thunk, error_type, fragments)
+
+
+def test_get_initial_cache_takes_a_batch_size_tensor():
+    """As a decoding loop passes `ops.shape(ids)[0]` when it is traced."""
+    layer = causal_self_attention()
+    cache = layer.get_initial_cache(ops.convert_to_tensor(B), 4)
+    assert tuple(cache.shape) == (B, 2, HEADS, 4, HEAD)
 
 
 def test_save_model_to_a_missing_directory_writes_nothing(tmp_path):
