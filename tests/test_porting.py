@@ -154,7 +154,7 @@ def test_keras_attention_arguments_name_ours(kwargs, ours):
 def test_keras_hub_sine_position_encoding_is_add_to_input_false():
     """keras_hub's `x + SinePositionEncoding()(x)` is our default call, or
     `x + SinusoidalPositionEncoding(add_to_input=False)(x)`."""
-    x = _floats(B, 9, 10)
+    x = keras.ops.convert_to_tensor(_floats(B, 9, 10))
     theirs = keras.ops.convert_to_numpy(
         x + keras_hub.layers.SinePositionEncoding()(x)
     )
