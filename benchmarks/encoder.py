@@ -38,7 +38,9 @@ def build_model(impl, seq_length, width, num_heads, intermediate_dim, jit):
 
     inputs = keras.Input((seq_length, width))
     if impl == "keras_mha":
-        block = keras_mha.TransformerEncoderBlock(num_heads, intermediate_dim)
+        block = keras_mha.TransformerEncoderBlock(
+            num_heads, intermediate_dim=intermediate_dim
+        )
         outputs = block(inputs)
     elif impl == "keras_hub":
         block = keras_hub.layers.TransformerEncoder(intermediate_dim, num_heads)

@@ -57,7 +57,7 @@ class _Stack:
             self.positions = lambda x, i: position(x, start_index=i)
             self.blocks = [
                 keras_mha.TransformerDecoderBlock(
-                    cfg["num_heads"], cfg["intermediate_dim"]
+                    cfg["num_heads"], intermediate_dim=cfg["intermediate_dim"]
                 )
                 for _ in range(cfg["num_blocks"])
             ]

@@ -22,7 +22,9 @@ import keras_mha
 
 def sublayers(x, num_heads, intermediate_dim):
     """`{name: (function of x, layers whose weights get gradients)}`."""
-    ours = keras_mha.TransformerEncoderBlock(num_heads, intermediate_dim)
+    ours = keras_mha.TransformerEncoderBlock(
+        num_heads, intermediate_dim=intermediate_dim
+    )
     hub = keras_hub.layers.TransformerEncoder(intermediate_dim, num_heads)
     ours(x), hub(x)
     hub_attention = hub._self_attention_layer

@@ -69,7 +69,7 @@ def build_classifier(
     for i in range(num_layers):
         x = keras_mha.TransformerEncoderBlock(
             num_heads,
-            intermediate_dim,
+            intermediate_dim=intermediate_dim,
             dropout=dropout,
             name=f"encoder_block_{i}",
         )(x)

@@ -51,7 +51,7 @@ def build_language_model(
     for i in range(num_layers):
         x = keras_mha.TransformerDecoderBlock(
             num_heads,
-            intermediate_dim,
+            intermediate_dim=intermediate_dim,
             dropout=dropout,
             name=f"decoder_block_{i}",
         )(x)

@@ -3,6 +3,7 @@
 import importlib
 
 from keras_mha import saving  # noqa: F401  (keras_mha.saving.save_model)
+from keras_mha.distribution import get_layout_map
 from keras_mha.multi_head_attention import MultiHeadAttention
 from keras_mha.multi_head_self_attention import MultiHeadSelfAttention
 from keras_mha.sinusoidal_position_encoding import SinusoidalPositionEncoding
@@ -10,6 +11,7 @@ from keras_mha.transformer_decoder_block import TransformerDecoderBlock
 from keras_mha.transformer_encoder_block import TransformerEncoderBlock
 
 __all__ = [
+    "get_layout_map",
     "MultiHeadAttention",
     "MultiHeadSelfAttention",
     "SinusoidalPositionEncoding",

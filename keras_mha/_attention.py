@@ -32,6 +32,7 @@ def merge_masks(
     attention_mask=None,
     use_causal_mask=False,
     causal_offset=0,
+    sliding_window=None,
 ):
     """Combines padding, attention and causal masks into one boolean mask.
 
@@ -46,6 +47,9 @@ def merge_masks(
         use_causal_mask: whether query `i` may only see keys `j <= i`.
         causal_offset: position of the first query among the keys, for
             step-by-step decoding with a cache.
+        sliding_window: int or `None`; query `i` may only see keys with
+            `|i - j| < sliding_window` (a band; with the causal mask, the
+            last `sliding_window` positions, as in Mistral).
 
     Returns:
         A boolean tensor broadcastable to `(b, n, t, s)`, or `None` when no
@@ -56,10 +60,15 @@ def merge_masks(
     def _and(mask, other):
         return other if mask is None else ops.logical_and(mask, other)
 
+    # New axes by `expand_dims`, not `[:, None]` indexing: TensorFlow
+    # traces that indexing as a StridedSlice with a new-axis mask, which
+    # LiteRT has no builtin op for.
     if key_mask is not None:
-        mask = ops.cast(key_mask, "bool")[:, None, None, :]  # (b, 1, 1, s)
+        key_mask = ops.cast(key_mask, "bool")
+        mask = ops.expand_dims(key_mask, (1, 2))  # (b, 1, 1, s)
     if query_mask is not None:
-        mask = _and(mask, ops.cast(query_mask, "bool")[:, None, :, None])
+        query_mask = ops.cast(query_mask, "bool")
+        mask = _and(mask, ops.expand_dims(query_mask, (1, 3)))  # (b,1,t,1)
     if attention_mask is not None:
         attention_mask = ops.cast(attention_mask, "bool")
         # As in keras.layers.MultiHeadAttention: head axes are inserted at
@@ -67,10 +76,15 @@ def merge_masks(
         for _ in range(4 - len(attention_mask.shape)):
             attention_mask = ops.expand_dims(attention_mask, -3)
         mask = _and(mask, attention_mask)
+    if use_causal_mask or sliding_window is not None:
+        rows = ops.expand_dims(ops.arange(query_length) + causal_offset, 1)
+        cols = ops.expand_dims(ops.arange(key_length), 0)
     if use_causal_mask:
-        rows = ops.arange(query_length) + causal_offset
-        cols = ops.arange(key_length)
-        mask = _and(mask, (rows[:, None] >= cols[None, :])[None, None])
+        causal = rows >= cols  # (t, s)
+        mask = _and(mask, ops.expand_dims(causal, (0, 1)))  # (1, 1, t, s)
+    if sliding_window is not None:
+        band = ops.abs(rows - cols) < sliding_window  # (t, s)
+        mask = _and(mask, ops.expand_dims(band, (0, 1)))  # (1, 1, t, s)
     return mask
 
 
@@ -129,6 +143,7 @@ def attend(
     return_scores=False,
     flash_attention=None,
     chunk_size=None,
+    sliding_window=None,
 ):
     """Multi-head scaled dot-product attention, softmax(q k^T / sqrt(h)) v.
 
@@ -160,6 +175,7 @@ def attend(
             the fused kernel, `True` asks the backend for a flash kernel.
         chunk_size: `attention_chunk_size` of the layer; see
             `attention_chunk_size_for`.
+        sliding_window: int or `None`, see `merge_masks`.
 
     Returns:
         `(b, t, n, hv)` outputs (ready for the output projection) and
@@ -179,12 +195,14 @@ def attend(
             attention_mask,
             use_causal_mask,
             causal_offset,
+            sliding_window,
         )
         return ops.transpose(outputs, (0, 2, 1, 3)), None
     masks = (query_mask, key_mask, attention_mask)
     # With the causal mask alone, the fused kernel builds it itself.
     causal_only = (
         use_causal_mask
+        and sliding_window is None
         and all(m is None for m in masks)
         and isinstance(causal_offset, int)
         and causal_offset == 0
@@ -198,6 +216,7 @@ def attend(
             *masks,
             use_causal_mask=use_causal_mask,
             causal_offset=causal_offset,
+            sliding_window=sliding_window,
         )
     if fused:
         return _fused_attention(
@@ -298,6 +317,7 @@ def chunked_attention(
     attention_mask=None,
     use_causal_mask=False,
     causal_offset=0,
+    sliding_window=None,
 ):
     """Attention in `(chunk, chunk)` blocks with a running softmax.
 
@@ -316,7 +336,7 @@ def chunked_attention(
         value: `(b, n, s, hv)` projected values.
         chunk_size: int, queries and keys per block.
         query_mask, key_mask, attention_mask, use_causal_mask,
-            causal_offset: as in `attend`.
+            causal_offset, sliding_window: as in `attend`.
 
     Returns:
         `(b, n, t, hv)` outputs, equal to the explicit path's up to float
@@ -368,6 +388,7 @@ def chunked_attention(
                 _mask_block(attention_mask, start, stop, key_start, key_stop),
                 use_causal_mask=causal,
                 causal_offset=causal_offset + start - key_start,
+                sliding_window=sliding_window,
             )
             step = _online_softmax_step(block_mask, first=state is None)
             state = keras.remat(step)(

@@ -41,26 +41,35 @@ def project_heads(layer, x):
     return ops.transpose(heads, (0, 2, 1, 3))
 
 
-def project_fused_qkv(layer, x, key_dim, value_dim):
-    """Applies the fused `(d, n, 2 * hk + hv)` projection of self-attention.
+def project_fused_qkv(layer, x, key_dim, value_dim, group=1):
+    """Applies the fused `(d, n_kv, g * hk + hk + hv)` projection of
+    self-attention, `g = group` query heads per key/value head.
 
-    Returns `q, k, v` of shapes `(b, n, t, hk)`, `(b, n, t, hk)` and
-    `(b, n, t, hv)`. Head `i` owns the kernel slice `[:, i, :]`; when
-    `hk == hv` the kernel's columns are first regrouped as `(3, n, h)` (a
-    reorder of the small kernel, not of the activations), so that one
+    Returns `q, k, v` of shapes `(b, n, t, hk)`, `(b, n_kv, t, hk)` and
+    `(b, n_kv, t, hv)`, `n = g * n_kv`. Key/value head `i` owns the kernel
+    slice `[:, i, :]`: its `g` query heads `g * i ... g * i + g - 1`, its
+    key and its value (with `g = 1`, head `i`'s q, k and v). When `g = 1`
+    and `hk == hv` the kernel's columns are first regrouped as `(3, n, h)`
+    (a reorder of the small kernel, not of the activations), so that one
     transpose of the activations puts q, k and v heads-first at once.
     """
     width, num_heads, fused_dim = layer.kernel.shape
     batch, length = ops.shape(x)[0], ops.shape(x)[1]
-    if _is_quantized(layer) or key_dim != value_dim:
+    if _is_quantized(layer) or key_dim != value_dim or group > 1:
         if _is_quantized(layer):
             qkv = layer(x)
         else:
             kernel = ops.reshape(layer.kernel, (width, num_heads * fused_dim))
             qkv = _dense(x, kernel, layer.bias)
             qkv = ops.reshape(qkv, (batch, length, num_heads, fused_dim))
-        qkv = ops.transpose(qkv, (0, 2, 1, 3))  # (b, n, t, 2 * hk + hv)
-        return ops.split(qkv, [key_dim, 2 * key_dim], axis=-1)
+        qkv = ops.transpose(qkv, (0, 2, 1, 3))  # (b, n_kv, t, g*hk + hk + hv)
+        q, k, v = ops.split(qkv, [group * key_dim, (group + 1) * key_dim], -1)
+        if group > 1:
+            # (b, n_kv, t, g * hk) -> (b, n_kv * g, t, hk)
+            q = ops.reshape(q, (batch, num_heads, length, group, key_dim))
+            q = ops.transpose(q, (0, 1, 3, 2, 4))
+            q = ops.reshape(q, (batch, num_heads * group, length, key_dim))
+        return q, k, v
     kernel = ops.reshape(layer.kernel, (width, num_heads, 3, key_dim))
     kernel = ops.transpose(kernel, (0, 2, 1, 3))  # (d, 3, n, h)
     kernel = ops.reshape(kernel, (width, 3 * num_heads * key_dim))

@@ -2,6 +2,11 @@
 
 import keras
 
+from keras_mha._porting import CALL_HINTS
+from keras_mha._porting import CONSTRUCTOR_HINTS
+from keras_mha._porting import check_foreign_arguments
+from keras_mha._porting import check_positional
+from keras_mha._quantization import dtype_config
 from keras_mha._utils import clone_initializer
 from keras_mha._utils import output_spec_of_call
 from keras_mha._validation import check_bool
@@ -31,9 +36,14 @@ class TransformerBlock(keras.layers.Layer):
 
     _causal = False
 
+    def __new__(cls, *args, **kwargs):
+        check_positional(cls, args, ("intermediate_dim", "dropout", "..."))
+        return super().__new__(cls, *args, **kwargs)
+
     def __init__(
         self,
         num_heads,
+        *,
         intermediate_dim,
         dropout=0.0,
         activation="relu",
@@ -44,6 +54,7 @@ class TransformerBlock(keras.layers.Layer):
         flash_attention=None,
         **kwargs,
     ):
+        check_foreign_arguments(self, kwargs, CONSTRUCTOR_HINTS)
         super().__init__(**kwargs)
         self.num_heads = check_positive_int("num_heads", num_heads)
         self.intermediate_dim = check_positive_int(
@@ -59,6 +70,39 @@ class TransformerBlock(keras.layers.Layer):
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.flash_attention = check_flash_attention(flash_attention)
         self.supports_masking = True
+
+    def __call__(self, *args, **kwargs):
+        check_foreign_arguments(self, kwargs, CALL_HINTS)
+        return super().__call__(*args, **kwargs)
+
+    def enable_lora(self, rank, targets=("query", "value"), lora_alpha=None):
+        """Freezes the block and adds LoRA updates to its attention layers.
+
+        Calls `enable_lora` of each attention layer of the block (see
+        `MultiHeadAttention.enable_lora`); the layer norms and the
+        feed-forward network stay frozen.
+
+        Args:
+            rank: int. Rank of the updates.
+            targets: names among `"query"`, `"key"`, `"value"` and
+                `"output"`. Defaults to `("query", "value")`.
+            lora_alpha: float. Scale of the updates. Defaults to `None`,
+                which uses `rank`.
+        """
+        if not self.built:
+            raise ValueError(
+                "`enable_lora` needs a built layer: call the layer once "
+                f"first. Received: layer {self.name} with built=False"
+            )
+        self.trainable = True
+        for sublayer in self._flatten_layers(include_self=False):
+            sublayer.trainable = False
+        for attention in (
+            self.self_attention,
+            getattr(self, "cross_attention", None),
+        ):
+            if attention is not None:
+                attention.enable_lora(rank, targets, lora_alpha)
 
     def _initializers(self):
         return {
@@ -170,8 +214,11 @@ class TransformerBlock(keras.layers.Layer):
         return output_spec_of_call(self, *args, **kwargs)
 
     def get_config(self):
+        config = super().get_config()
+        # The policies of quantized sub-layers, so that they reload.
+        config["dtype"] = dtype_config(self, config["dtype"])
         return {
-            **super().get_config(),
+            **config,
             "num_heads": self.num_heads,
             "intermediate_dim": self.intermediate_dim,
             "dropout": self.dropout,

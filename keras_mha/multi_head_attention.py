@@ -79,6 +79,28 @@ class MultiHeadAttention(BaseAttention):
             lengths known when the function is traced, and is not used for
             calls that return the scores or apply attention dropout in
             training. Defaults to `None`.
+        num_key_value_heads: int. Number of key and value heads; must
+            divide `num_heads`. Query head `i` attends with key/value head
+            `i // (num_heads // num_key_value_heads)`: grouped-query
+            attention, multi-query attention at 1. The key/value cache
+            holds `num_key_value_heads` heads. Defaults to `None`, which
+            uses `num_heads`.
+        sliding_window: int. Query `i` only attends to keys `j` with
+            `|i - j| < sliding_window` (positions counted from the start of
+            a cache); with `use_causal_mask`, the last `sliding_window`
+            positions, as in Mistral. Defaults to `None` (no window).
+        use_gate: bool. Whether the heads' outputs are multiplied by a
+            sigmoid gate of the query, `sigmoid(query W_g + b_g)` with a
+            `(width, num_heads, value_dim)` kernel named `gate`, before the
+            output projection (as Keras's `use_gate`). Defaults to `False`.
+        rotary_embedding: a layer applied to the projected queries and
+            keys before attention, as `layer(x, start_index=position)` on
+            `(batch, length, heads, key_dim)` tensors, positions counted
+            from `cache_update_index` in cached decoding (from 0 in
+            `compute_cache`): rotary position embeddings with
+            `keras_hub.layers.RotaryEmbedding()`. The layer uses a copy,
+            in its own dtype policy; the copy's config is saved in the
+            layer's. Defaults to `None`.
         **kwargs: other arguments of `keras.layers.Layer`, such as `name`
             and `dtype`.
 
@@ -103,10 +125,10 @@ class MultiHeadAttention(BaseAttention):
         training: bool. Whether attention dropout is active.
         return_attention_scores: bool. Whether to also return the attention
             probabilities. Defaults to `False`.
-        cache: optional `(batch, 2, num_heads, cache_length, key_dim)`
-            tensor of cached keys (`[:, 0]`) and values (`[:, 1]`), heads
-            first. Needs `key_dim == value_dim`. The masks then refer to
-            the `cache_length` cached positions.
+        cache: optional `(batch, 2, num_key_value_heads, cache_length,
+            key_dim)` tensor of cached keys (`[:, 0]`) and values
+            (`[:, 1]`), heads first. Needs `key_dim == value_dim`. The
+            masks then refer to the `cache_length` cached positions.
         cache_update_index: optional int or integer scalar tensor: where
             this call's keys and values go in `cache`. `None` uses the
             cache as it is and ignores `value` and `key`. The new positions
@@ -144,10 +166,14 @@ class MultiHeadAttention(BaseAttention):
         key_shape = value_shape if key_shape is None else key_shape
         self._key_width = check_sequence_shape("key", key_shape)
         self.query_dense = self._projection("query", query_shape, self._key_dim)
-        self.key_dense = self._projection("key", key_shape, self._key_dim)
-        self.value_dense = self._projection(
-            "value", value_shape, self._value_dim
+        # Keys and values: (d, n_kv, h), n_kv = num_key_value_heads.
+        self.key_dense = self._projection(
+            "key", key_shape, self._key_dim, self._kv_heads
         )
+        self.value_dense = self._projection(
+            "value", value_shape, self._value_dim, self._kv_heads
+        )
+        self._build_gate(query_shape)
         self._build_output_projection(query_shape)
 
     def _check_call_inputs(self, query, value, key, value_mask):
@@ -202,8 +228,8 @@ class MultiHeadAttention(BaseAttention):
         if cache is not None and cache_update_index is None:
             k = v = None  # Read from the cache.
         else:
-            k = project_heads(self.key_dense, key)  # (b, n, s, hk)
-            v = project_heads(self.value_dense, value)  # (b, n, s, hv)
+            k = project_heads(self.key_dense, key)  # (b, n_kv, s, hk)
+            v = project_heads(self.value_dense, value)  # (b, n_kv, s, hv)
         return self._attend(
             q,
             k,
@@ -215,6 +241,7 @@ class MultiHeadAttention(BaseAttention):
             return_attention_scores,
             cache=cache,
             cache_update_index=cache_update_index,
+            gate=self._gate(query),
         )
 
     def compute_cache(self, value, key=None):
@@ -230,16 +257,27 @@ class MultiHeadAttention(BaseAttention):
                 to `value`.
 
         Returns:
-            `(batch, 2, num_heads, key_length, key_dim)` tensor.
+            `(batch, 2, num_key_value_heads, key_length, key_dim)` tensor.
         """
         self._check_built("compute_cache")
         check_cacheable(self._key_dim, self._value_dim)
         self._check_call_inputs(None, value, key, None)
         value = ops.cast(value, self.compute_dtype)
         key = value if key is None else ops.cast(key, self.compute_dtype)
-        k = project_heads(self.key_dense, key)  # (b, n, s, h)
+        k = project_heads(self.key_dense, key)  # (b, n_kv, s, h)
+        k = self._rotate(k, 0)  # Rotary positions 0 ... s - 1.
         v = project_heads(self.value_dense, value)
         return ops.stack([k, v], axis=1)
+
+    def _lora_projections(self, targets):
+        """`{projection: None}` of the targeted projections."""
+        projections = {
+            "query": self.query_dense,
+            "key": self.key_dense,
+            "value": self.value_dense,
+            "output": self.output_dense,
+        }
+        return {projections[target]: None for target in targets}
 
     def compute_output_shape(
         self, query_shape, value_shape=None, key_shape=None

@@ -1,6 +1,7 @@
 """Multi-head self-attention with one fused query/key/value projection."""
 
 import keras
+import numpy as np
 from keras.src.backend import get_keras_mask
 
 from keras_mha._base_attention import BaseAttention
@@ -18,13 +19,18 @@ class MultiHeadSelfAttention(BaseAttention):
     query, key and value projections fused into one matrix multiplication:
     the kernel has shape `(width, num_heads, 2 * key_dim + value_dim)`, and
     head `i` owns the slice `[:, i, :]`, so each head still has its own
-    subspace. It takes the same constructor arguments as
-    `MultiHeadAttention` (`num_heads`, `key_dim`, `value_dim`, `output_dim`,
-    `dropout`, `use_bias`, `use_causal_mask`, `flash_attention`, the
-    initializers, regularizers and constraints, `seed` and
-    `attention_chunk_size`); the two layers are siblings with their own
-    call signatures. Self-attention has no `compute_cache` (a cache of a
-    fixed source is cross-attention's): fill a cache from
+    subspace. With `num_key_value_heads` (grouped-query attention) the
+    kernel is `(width, num_key_value_heads, g * key_dim + key_dim +
+    value_dim)`, `g = num_heads // num_key_value_heads`: key/value head `i`
+    owns the queries of its `g` heads, its key and its value. It takes the
+    same constructor arguments as `MultiHeadAttention` (`num_heads`,
+    `key_dim`, `value_dim`, `output_dim`, `dropout`, `use_bias`,
+    `use_causal_mask`, `flash_attention`, the initializers, regularizers
+    and constraints, `seed`, `attention_chunk_size`,
+    `num_key_value_heads`, `sliding_window` and `use_gate`); the two
+    layers are siblings with their own call signatures. Self-attention
+    has no `compute_cache` (a cache of a fixed source is
+    cross-attention's): fill a cache from
     `get_initial_cache` by calling the layer on a prompt with
     `cache_update_index=0`.
 
@@ -52,8 +58,9 @@ class MultiHeadSelfAttention(BaseAttention):
         training: bool. Whether attention dropout is active.
         return_attention_scores: bool. Whether to also return the attention
             probabilities. Defaults to `False`.
-        cache: optional `(batch, 2, num_heads, max_length, key_dim)` key and
-            value cache for step-by-step decoding, from `get_initial_cache`.
+        cache: optional `(batch, 2, num_key_value_heads, max_length,
+            key_dim)` key and value cache for step-by-step decoding, from
+            `get_initial_cache`.
             The keys and values of `inputs` are written into it at
             `cache_update_index` and the queries attend over the cache: with
             the causal mask, to positions up to their own; without it, to
@@ -91,10 +98,16 @@ class MultiHeadSelfAttention(BaseAttention):
 
     def build(self, input_shape):
         self._resolve_dims(check_sequence_shape("inputs", input_shape))
-        # One matmul for q, k and v of every head: (b, t, n, 2 * hk + hv).
+        # One matmul for q, k and v of every head: (b, t, n_kv, g * hk +
+        # hk + hv), key/value head i owning its g = n / n_kv query heads.
+        group = self.num_heads // self._kv_heads
         self.qkv_dense = self._projection(
-            "qkv", input_shape, 2 * self._key_dim + self._value_dim
+            "qkv",
+            input_shape,
+            (group + 1) * self._key_dim + self._value_dim,
+            self._kv_heads,
         )
+        self._build_gate(input_shape)
         self._build_output_projection(input_shape)
 
     def call(
@@ -119,7 +132,11 @@ class MultiHeadSelfAttention(BaseAttention):
             )
         # (b, n, t, hk), (b, n, t, hk), (b, n, t, hv)
         q, k, v = project_fused_qkv(
-            self.qkv_dense, inputs, self._key_dim, self._value_dim
+            self.qkv_dense,
+            inputs,
+            self._key_dim,
+            self._value_dim,
+            self.num_heads // self._kv_heads,
         )
         # Cached keys come from earlier calls: the padding mask of this
         # call's inputs only masks them as queries.
@@ -135,7 +152,30 @@ class MultiHeadSelfAttention(BaseAttention):
             return_attention_scores,
             cache=cache,
             cache_update_index=cache_update_index,
+            gate=self._gate(inputs),
         )
+
+    def _lora_projections(self, targets):
+        """The fused kernel with a mask of its targeted columns, and the
+        output projection if targeted."""
+        group = self.num_heads // self._kv_heads
+        hk = self._key_dim
+        # Columns of each key/value head's slice: [g queries | key | value].
+        slices = {
+            "query": slice(0, group * hk),
+            "key": slice(group * hk, (group + 1) * hk),
+            "value": slice((group + 1) * hk, None),
+        }
+        projections = {}
+        fused = [slices[t] for t in targets if t in slices]
+        if fused:
+            columns = np.zeros(self.qkv_dense.kernel.shape[-1], bool)
+            for columns_slice in fused:
+                columns[columns_slice] = True
+            projections[self.qkv_dense] = columns
+        if "output" in targets:
+            projections[self.output_dense] = None
+        return projections
 
     def compute_output_shape(self, input_shape):
         output_dim = self.output_dim or input_shape[-1]

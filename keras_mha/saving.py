@@ -44,7 +44,8 @@ def save_model(model, filepath, overwrite=True):
     Example:
 
     >>> inputs = keras.Input((None, 16))
-    >>> outputs = keras_mha.TransformerEncoderBlock(4, 32)(inputs)
+    >>> block = keras_mha.TransformerEncoderBlock(4, intermediate_dim=32)
+    >>> outputs = block(inputs)
     >>> model = keras.Model(inputs, outputs)
     >>> keras_mha.saving.save_model(model, "/tmp/encoder.keras")
     """

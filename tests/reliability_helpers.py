@@ -28,10 +28,14 @@ def build_translator(seed=0, dropout=0.0):
     target = keras.Input((None,), dtype="int32", name="target")
     x = keras.layers.Embedding(VOCAB, WIDTH, mask_zero=True)(source)
     x = keras_mha.SinusoidalPositionEncoding()(x)
-    x = keras_mha.TransformerEncoderBlock(HEADS, FFN, dropout=dropout)(x)
+    x = keras_mha.TransformerEncoderBlock(
+        HEADS, intermediate_dim=FFN, dropout=dropout
+    )(x)
     y = keras.layers.Embedding(VOCAB, WIDTH, mask_zero=True)(target)
     y = keras_mha.SinusoidalPositionEncoding()(y)
-    y = keras_mha.TransformerDecoderBlock(HEADS, FFN, dropout=dropout)(y, x)
+    y = keras_mha.TransformerDecoderBlock(
+        HEADS, intermediate_dim=FFN, dropout=dropout
+    )(y, x)
     logits = keras.layers.Dense(VOCAB, name="logits")(y)
     return keras.Model([source, target], logits)
 

@@ -165,7 +165,7 @@ def test_padding_never_leaks(lengths, num_heads, seed):
     x = rng.normal(size=(len(lengths), max_length, width)).astype("float32")
     mask = np.arange(max_length)[None] < np.array(lengths)[:, None]
     noisy = np.where(mask[..., None], x, 1e3 * rng.normal(size=x.shape))
-    block = keras_mha.TransformerEncoderBlock(num_heads, 5)
+    block = keras_mha.TransformerEncoderBlock(num_heads, intermediate_dim=5)
     clean = keras.ops.convert_to_numpy(block(x, padding_mask=mask))
     dirty = keras.ops.convert_to_numpy(
         block(noisy.astype("float32"), padding_mask=mask)

@@ -147,43 +147,51 @@ CONSTRUCTOR_CASES = [
     ),
     (
         "encoder-num_heads-0",
-        lambda: TransformerEncoderBlock(0, FFN),
+        lambda: TransformerEncoderBlock(0, intermediate_dim=FFN),
         ValueError,
         ["num_heads=0", "positive integer"],
     ),
     (
         "encoder-intermediate_dim-0",
-        lambda: TransformerEncoderBlock(HEADS, 0),
+        lambda: TransformerEncoderBlock(HEADS, intermediate_dim=0),
         ValueError,
         ["intermediate_dim=0", "positive integer"],
     ),
     (
         "encoder-dropout-1",
-        lambda: TransformerEncoderBlock(HEADS, FFN, 1.0),
+        lambda: TransformerEncoderBlock(
+            HEADS, intermediate_dim=FFN, dropout=1.0
+        ),
         ValueError,
         ["dropout=1.0", "[0, 1)"],
     ),
     (
         "encoder-layer_norm_epsilon-0",
-        lambda: TransformerEncoderBlock(HEADS, FFN, layer_norm_epsilon=0),
+        lambda: TransformerEncoderBlock(
+            HEADS, intermediate_dim=FFN, layer_norm_epsilon=0
+        ),
         ValueError,
         ["layer_norm_epsilon=0", "positive finite number"],
     ),
     (
         "decoder-num_heads-float",
-        lambda: TransformerDecoderBlock(1.5, FFN),
+        lambda: TransformerDecoderBlock(1.5, intermediate_dim=FFN),
         TypeError,
         ["num_heads=1.5", "positive integer"],
     ),
     (
         "decoder-dropout-negative",
-        lambda: TransformerDecoderBlock(HEADS, FFN, dropout=-1),
+        lambda: TransformerDecoderBlock(
+            HEADS, intermediate_dim=FFN, dropout=-1
+        ),
         ValueError,
         ["dropout=-1", "[0, 1)"],
     ),
     (
         "decoder-flash_attention-int",
-        lambda: TransformerDecoderBlock(HEADS, FFN, flash_attention=2),
+        lambda: TransformerDecoderBlock(
+            HEADS, intermediate_dim=FFN, flash_attention=2
+        ),
         ValueError,
         ["flash_attention=2", "None, True or False"],
     ),
@@ -226,13 +234,17 @@ CALL_CASES = [
     ),
     (
         "encoder-inputs-rank-2",
-        lambda: TransformerEncoderBlock(HEADS, FFN)(floats(B, D)),
+        lambda: TransformerEncoderBlock(HEADS, intermediate_dim=FFN)(
+            floats(B, D)
+        ),
         ValueError,
         ["inputs.shape=(2, 12)", RANK],
     ),
     (
         "decoder-encoder_sequence-rank-2",
-        lambda: TransformerDecoderBlock(HEADS, FFN)(x, floats(B, D)),
+        lambda: TransformerDecoderBlock(HEADS, intermediate_dim=FFN)(
+            x, floats(B, D)
+        ),
         ValueError,
         ["encoder_sequence.shape=(2, 12)", RANK],
     ),
@@ -271,23 +283,25 @@ CALL_CASES = [
     ),
     (
         "encoder-inputs-width",
-        lambda: called(TransformerEncoderBlock(HEADS, FFN), x)(floats(B, T, 9)),
+        lambda: called(TransformerEncoderBlock(HEADS, intermediate_dim=FFN), x)(
+            floats(B, T, 9)
+        ),
         ValueError,
         ["inputs.shape=(2, 5, 9)", "last dimension 12"],
     ),
     (
         "decoder-decoder_sequence-width",
-        lambda: called(TransformerDecoderBlock(HEADS, FFN), x, e)(
-            floats(B, T, 9), e
-        ),
+        lambda: called(
+            TransformerDecoderBlock(HEADS, intermediate_dim=FFN), x, e
+        )(floats(B, T, 9), e),
         ValueError,
         ["decoder_sequence.shape=(2, 5, 9)", "last dimension 12"],
     ),
     (
         "decoder-encoder_sequence-width",
-        lambda: called(TransformerDecoderBlock(HEADS, FFN), x, e)(
-            x, floats(B, S, 9)
-        ),
+        lambda: called(
+            TransformerDecoderBlock(HEADS, intermediate_dim=FFN), x, e
+        )(x, floats(B, S, 9)),
         ValueError,
         ["encoder_sequence.shape=(2, 7, 9)", "last dimension 12"],
     ),
@@ -331,19 +345,25 @@ CALL_CASES = [
     ),
     (
         "encoder-int-ids",
-        lambda: TransformerEncoderBlock(HEADS, FFN)(ints(B, T, D)),
+        lambda: TransformerEncoderBlock(HEADS, intermediate_dim=FFN)(
+            ints(B, T, D)
+        ),
         TypeError,
         ["inputs.dtype=int32", FLOAT],
     ),
     (
         "decoder-int-decoder_sequence",
-        lambda: TransformerDecoderBlock(HEADS, FFN)(ints(B, T, D), e),
+        lambda: TransformerDecoderBlock(HEADS, intermediate_dim=FFN)(
+            ints(B, T, D), e
+        ),
         TypeError,
         ["decoder_sequence.dtype=int32", FLOAT],
     ),
     (
         "decoder-int-encoder_sequence",
-        lambda: TransformerDecoderBlock(HEADS, FFN)(x, ints(B, S, D)),
+        lambda: TransformerDecoderBlock(HEADS, intermediate_dim=FFN)(
+            x, ints(B, S, D)
+        ),
         TypeError,
         ["encoder_sequence.dtype=int32", FLOAT],
     ),
@@ -402,7 +422,7 @@ CALL_CASES = [
     ),
     (
         "encoder-padding_mask-shape",
-        lambda: TransformerEncoderBlock(HEADS, FFN)(
+        lambda: TransformerEncoderBlock(HEADS, intermediate_dim=FFN)(
             x, padding_mask=bools(B, T + 1)
         ),
         ValueError,
@@ -410,7 +430,7 @@ CALL_CASES = [
     ),
     (
         "encoder-attention_mask-shape",
-        lambda: TransformerEncoderBlock(HEADS, FFN)(
+        lambda: TransformerEncoderBlock(HEADS, intermediate_dim=FFN)(
             x, attention_mask=bools(B, T)
         ),
         ValueError,
@@ -418,7 +438,7 @@ CALL_CASES = [
     ),
     (
         "decoder-decoder_padding_mask-shape",
-        lambda: TransformerDecoderBlock(HEADS, FFN)(
+        lambda: TransformerDecoderBlock(HEADS, intermediate_dim=FFN)(
             x, e, decoder_padding_mask=bools(B, S)
         ),
         ValueError,
@@ -426,7 +446,7 @@ CALL_CASES = [
     ),
     (
         "decoder-encoder_padding_mask-shape",
-        lambda: TransformerDecoderBlock(HEADS, FFN)(
+        lambda: TransformerDecoderBlock(HEADS, intermediate_dim=FFN)(
             x, e, encoder_padding_mask=bools(B, T)
         ),
         ValueError,
@@ -434,7 +454,7 @@ CALL_CASES = [
     ),
     (
         "decoder-decoder_attention_mask-shape",
-        lambda: TransformerDecoderBlock(HEADS, FFN)(
+        lambda: TransformerDecoderBlock(HEADS, intermediate_dim=FFN)(
             x, e, decoder_attention_mask=bools(B, T, S)
         ),
         ValueError,
@@ -455,13 +475,13 @@ CALL_CASES = [
     ),
     (
         "encoder-num_heads-divides-width",
-        lambda: TransformerEncoderBlock(5, FFN)(x),
+        lambda: TransformerEncoderBlock(5, intermediate_dim=FFN)(x),
         ValueError,
         ["num_heads=5", "must divide the input width 12"],
     ),
     (
         "decoder-num_heads-divides-width",
-        lambda: TransformerDecoderBlock(7, FFN)(x, e),
+        lambda: TransformerDecoderBlock(7, intermediate_dim=FFN)(x, e),
         ValueError,
         ["num_heads=7", "must divide the input width 12"],
     ),
@@ -487,7 +507,9 @@ CALL_CASES = [
     # The decoder's cross-attention is fixed when it is built.
     (
         "decoder-encoder_sequence-missing",
-        lambda: called(TransformerDecoderBlock(HEADS, FFN), x, e)(x),
+        lambda: called(
+            TransformerDecoderBlock(HEADS, intermediate_dim=FFN), x, e
+        )(x),
         ValueError,
         ["encoder_sequence=None", "every call"],
     ),
@@ -518,7 +540,9 @@ def test_bad_mask_in_functional_model_raises_when_building_it():
     mask = keras.Input((T + 1,), dtype="bool")
     # JAX and PyTorch trace with a stand-in batch size for `None`.
     with pytest.raises(ValueError, match=r"padding_mask.shape=\(\w+, 6\)"):
-        TransformerEncoderBlock(HEADS, FFN)(inputs, padding_mask=mask)
+        TransformerEncoderBlock(HEADS, intermediate_dim=FFN)(
+            inputs, padding_mask=mask
+        )
 
 
 # Zero-length sequences are valid: a zero-length query gives a zero-length
@@ -558,19 +582,19 @@ ZERO_LENGTH_CASES = [
     ),
     (
         "encoder-empty-sequence",
-        lambda: TransformerEncoderBlock(HEADS, FFN),
+        lambda: TransformerEncoderBlock(HEADS, intermediate_dim=FFN),
         (floats(B, 0, D),),
         (B, 0, D),
     ),
     (
         "decoder-empty-target",
-        lambda: TransformerDecoderBlock(HEADS, FFN),
+        lambda: TransformerDecoderBlock(HEADS, intermediate_dim=FFN),
         (floats(B, 0, D), e),
         (B, 0, D),
     ),
     (
         "decoder-empty-source",
-        lambda: TransformerDecoderBlock(HEADS, FFN),
+        lambda: TransformerDecoderBlock(HEADS, intermediate_dim=FFN),
         (x, floats(B, 0, D)),
         (B, T, D),
     ),

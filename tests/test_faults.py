@@ -254,10 +254,14 @@ MIXED_PRECISION_CASES = [
         ("x", "scores"),
     ),
     ("cross-attention", lambda: keras_mha.MultiHeadAttention(4), ("x", "e")),
-    ("encoder-block", lambda: keras_mha.TransformerEncoderBlock(4, 32), ("x",)),
+    (
+        "encoder-block",
+        lambda: keras_mha.TransformerEncoderBlock(4, intermediate_dim=32),
+        ("x",),
+    ),
     (
         "decoder-block",
-        lambda: keras_mha.TransformerDecoderBlock(4, 32),
+        lambda: keras_mha.TransformerDecoderBlock(4, intermediate_dim=32),
         ("x", "e"),
     ),
     (

@@ -79,7 +79,7 @@ def test_lambda_layer_is_refused_and_never_runs(tmp_path):
     # A lambda is stored as bytecode; a named function only by its name.
     touch_marker = lambda x, path: (open(path, "w").close(), x)[1]
     inputs = keras.Input((4, 12))
-    x = keras_mha.TransformerEncoderBlock(3, 7)(inputs)
+    x = keras_mha.TransformerEncoderBlock(3, intermediate_dim=7)(inputs)
     x = keras.layers.Lambda(touch_marker, arguments={"path": str(marker)})(x)
     path = str(tmp_path / "lambda.keras")
     keras.Model(inputs, x).save(path)

@@ -53,7 +53,9 @@ def cross_attention():
 
 def decoder():
     return built(
-        TransformerDecoderBlock(HEADS, FFN), floats(B, T, D), floats(B, S, D)
+        TransformerDecoderBlock(HEADS, intermediate_dim=FFN),
+        floats(B, T, D),
+        floats(B, S, D),
     )
 
 
@@ -328,7 +330,9 @@ ARGUMENT_CASES = [
     ),
     (
         "encoder-norm_first-int",
-        lambda: TransformerEncoderBlock(HEADS, FFN, norm_first=1),
+        lambda: TransformerEncoderBlock(
+            HEADS, intermediate_dim=FFN, norm_first=1
+        ),
         TypeError,
         ["norm_first=1", "True or False"],
     ),
@@ -415,13 +419,13 @@ if keras.backend.backend() == "tensorflow":
             (
                 "encoder",
                 lambda: TransformerEncoderBlock(
-                    HEADS, FFN, flash_attention=True
+                    HEADS, intermediate_dim=FFN, flash_attention=True
                 ),
             ),
             (
                 "decoder",
                 lambda: TransformerDecoderBlock(
-                    HEADS, FFN, flash_attention=True
+                    HEADS, intermediate_dim=FFN, flash_attention=True
                 ),
             ),
         )
@@ -565,7 +569,7 @@ def _one_token_calls():
         MultiHeadSelfAttention(HEADS, use_causal_mask=True), x
     )
     cross = built(MultiHeadAttention(HEADS), x, one)
-    block = built(TransformerDecoderBlock(HEADS, FFN), x, one)
+    block = built(TransformerDecoderBlock(HEADS, intermediate_dim=FFN), x, one)
     return {
         "self-attention-one-token": lambda: self_attention(one),
         "self-attention-cached-step": lambda: self_attention(
@@ -581,7 +585,7 @@ def _one_token_calls():
             one, cache=cross.compute_cache(one)
         ),
         "encoder-one-token": lambda: built(
-            TransformerEncoderBlock(HEADS, FFN), one
+            TransformerEncoderBlock(HEADS, intermediate_dim=FFN), one
         )(one, return_attention_scores=True),
         "decoder-cached-step-one-token-source": lambda: block(
             one,
@@ -627,9 +631,9 @@ def test_int8_quantize_warns_about_none_of_our_layers():
     tokens = keras.Input((None,), dtype="int32")
     x = keras.layers.Embedding(50, D, mask_zero=True)(tokens)
     x = SinusoidalPositionEncoding()(x)
-    x = TransformerEncoderBlock(HEADS, FFN)(x)
+    x = TransformerEncoderBlock(HEADS, intermediate_dim=FFN)(x)
     x = MultiHeadSelfAttention(HEADS, name="attention")(x)
-    x = TransformerDecoderBlock(HEADS, FFN)(x, x)
+    x = TransformerDecoderBlock(HEADS, intermediate_dim=FFN)(x, x)
     model = keras.Model(tokens, x)
     ids = np.random.default_rng(0).integers(1, 50, (B, T))
     before = to_numpy(model(ids))

@@ -22,7 +22,9 @@ def _source(seed=1, length=SOURCE):
 
 
 def _block(**kwargs):
-    return keras_mha.TransformerDecoderBlock(HEADS, FFN, **kwargs)
+    return keras_mha.TransformerDecoderBlock(
+        HEADS, intermediate_dim=FFN, **kwargs
+    )
 
 
 @pytest.mark.parametrize(

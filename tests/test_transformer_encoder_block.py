@@ -16,7 +16,9 @@ def _inputs(seed=0, seq=SEQ):
 
 
 def _block(**kwargs):
-    return keras_mha.TransformerEncoderBlock(HEADS, FFN, **kwargs)
+    return keras_mha.TransformerEncoderBlock(
+        HEADS, intermediate_dim=FFN, **kwargs
+    )
 
 
 @pytest.mark.parametrize(
@@ -125,7 +127,7 @@ def test_bad_inputs():
     with pytest.raises(
         ValueError, match="num_heads=5 must divide the input width 12"
     ):
-        keras_mha.TransformerEncoderBlock(5, FFN)(_inputs())
+        keras_mha.TransformerEncoderBlock(5, intermediate_dim=FFN)(_inputs())
     block = _block()
     block(_inputs())
     with pytest.raises(ValueError, match=r"last dimension 12.*\(2, 5, 6\)"):
@@ -148,7 +150,9 @@ def _reversal_accuracy(use_positions, seed=0):
     if use_positions:
         h = keras_mha.SinusoidalPositionEncoding()(h)
     for _ in range(2):
-        h = keras_mha.TransformerEncoderBlock(4, 128, norm_first=True)(h)
+        h = keras_mha.TransformerEncoderBlock(
+            4, intermediate_dim=128, norm_first=True
+        )(h)
     probs = keras.layers.Dense(vocab, activation="softmax")(h)
     model = keras.Model(tokens, probs)
     model.compile(

@@ -1,0 +1,211 @@
+"""`num_key_value_heads`, `sliding_window` and `use_gate` against NumPy.
+
+Each option, alone and combined, on both attention layers and on each
+attention path (the fused kernel where the backend has one, the explicit
+softmax, and chunked attention), equals a NumPy reference written from the
+equations: grouped-query attention (query head `i` reads key/value head
+`i // (num_heads // num_key_value_heads)`), a `|i - j| < sliding_window`
+band (with the causal mask, the Mistral window), and a sigmoid gate of the
+query on the heads' outputs. Cached decoding with all options equals the
+full call, with a cache of `num_key_value_heads` heads.
+"""
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+
+import keras_mha
+from tests.layer_test_case import run_layer_test
+from tests.reference import softmax
+
+B, T, S, D, HEADS, KEY_DIM = 2, 7, 6, 24, 4, 2
+BACKEND = keras.backend.backend()
+OPTIONS = {
+    "gqa": dict(num_key_value_heads=2),
+    "mqa": dict(num_key_value_heads=1),
+    "window": dict(sliding_window=3),
+    "causal_window": dict(sliding_window=3, use_causal_mask=True),
+    "gate": dict(use_gate=True),
+    "rotary": dict(rotary_embedding=keras_hub.layers.RotaryEmbedding()),
+    "all": dict(
+        num_key_value_heads=2,
+        sliding_window=2,
+        use_causal_mask=True,
+        use_gate=True,
+        rotary_embedding=keras_hub.layers.RotaryEmbedding(),
+    ),
+}
+PATHS = {
+    "fused": dict(flash_attention=None),
+    "explicit": dict(flash_attention=False),
+    "chunked": dict(flash_attention=False, attention_chunk_size=2),
+}
+
+
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def _weights(layer):
+    """`(wq, bq, wk, bk, wv, bv, wg, bg, wo, bo)`, kernels `(d, n, h)`."""
+    n, hk = layer.num_heads, layer._key_dim
+    if hasattr(layer, "qkv_dense"):
+        kernel, bias = _np(layer.qkv_dense.kernel), _np(layer.qkv_dense.bias)
+        d, n_kv, _ = kernel.shape
+        g = n // n_kv
+        wq = kernel[..., : g * hk].reshape(d, n, hk)
+        bq = bias[..., : g * hk].reshape(n, hk)
+        wk, bk = (
+            kernel[..., g * hk : (g + 1) * hk],
+            bias[:, g * hk : (g + 1) * hk],
+        )
+        wv, bv = kernel[..., (g + 1) * hk :], bias[:, (g + 1) * hk :]
+    else:
+        wq, bq = _np(layer.query_dense.kernel), _np(layer.query_dense.bias)
+        wk, bk = _np(layer.key_dense.kernel), _np(layer.key_dense.bias)
+        wv, bv = _np(layer.value_dense.kernel), _np(layer.value_dense.bias)
+    wg = bg = None
+    if layer.use_gate:
+        wg, bg = _np(layer.gate_dense.kernel), _np(layer.gate_dense.bias)
+    wo, bo = _np(layer.output_dense.kernel), _np(layer.output_dense.bias)
+    return wq, bq, wk, bk, wv, bv, wg, bg, wo, bo
+
+
+def reference(layer, query, value, query_mask, key_mask):
+    """The layer's outputs, from its weights and the equations."""
+    wq, bq, wk, bk, wv, bv, wg, bg, wo, bo = _weights(layer)
+    group = wq.shape[1] // wk.shape[1]
+    q = np.einsum("btd,dnh->btnh", query, wq) + bq
+    k = np.einsum("bsd,dnh->bsnh", value, wk) + bk
+    v = np.einsum("bsd,dnh->bsnh", value, wv) + bv
+    if layer.rotary_embedding is not None:
+        # keras_hub's RotaryEmbedding, on (b, t, n, h), positions from 0.
+        rotary = keras_hub.layers.RotaryEmbedding()
+        q, k = _np(rotary(q)), _np(rotary(k))
+    # Query head i reads key/value head i // group.
+    k, v = np.repeat(k, group, axis=2), np.repeat(v, group, axis=2)
+    logits = np.einsum("btnh,bsnh->bnts", q, k) / np.sqrt(q.shape[-1])
+    i = np.arange(query.shape[1])[:, None]
+    j = np.arange(value.shape[1])[None]
+    mask = query_mask[:, :, None] & key_mask[:, None, :]  # (b, t, s)
+    if layer.use_causal_mask:
+        mask = mask & (j <= i)
+    if layer.sliding_window is not None:
+        mask = mask & (np.abs(i - j) < layer.sliding_window)
+    mask = np.broadcast_to(mask[:, None], logits.shape)
+    with np.errstate(invalid="ignore"):  # Rows with no visible key.
+        probs = softmax(np.where(mask, logits, -np.inf))
+    probs = np.where(mask, np.nan_to_num(probs), 0.0)
+    heads = np.einsum("bnts,bsnh->btnh", probs, v)
+    if wg is not None:
+        gate = np.einsum("btd,dnh->btnh", query, wg) + bg
+        heads = heads / (1 + np.exp(-gate))
+    return np.einsum("btnh,nhd->btd", heads, wo) + bo
+
+
+def _inputs(seed=0):
+    rng = np.random.default_rng(seed)
+    query = rng.normal(size=(B, T, D)).astype("float32")
+    value = rng.normal(size=(B, S, D)).astype("float32")
+    return query, value
+
+
+def _masks(length, lengths):
+    return np.arange(length)[None] < np.array(lengths)[:, None]
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("option", list(OPTIONS))
+@pytest.mark.parametrize("layer_name", ["self", "cross"])
+def test_option_matches_numpy_reference(layer_name, option, path):
+    if path == "fused" and BACKEND == "tensorflow":
+        pytest.skip("TensorFlow has no fused attention kernel")
+    kwargs = dict(key_dim=KEY_DIM, **OPTIONS[option], **PATHS[path])
+    query, value = _inputs()
+    query_mask = _masks(T, (T, 5))
+    if layer_name == "self":
+        layer = keras_mha.MultiHeadSelfAttention(HEADS, **kwargs)
+        outputs = layer(query, mask=query_mask)
+        expected = reference(layer, query, query, query_mask, query_mask)
+    else:
+        layer = keras_mha.MultiHeadAttention(HEADS, **kwargs)
+        key_mask = _masks(S, (4, S))
+        outputs = layer(
+            query, value, query_mask=query_mask, value_mask=key_mask
+        )
+        expected = reference(layer, query, value, query_mask, key_mask)
+    np.testing.assert_allclose(_np(outputs), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_cached_decoding_with_every_option_equals_the_full_call(path):
+    if path == "fused" and BACKEND == "tensorflow":
+        pytest.skip("TensorFlow has no fused attention kernel")
+    layer = keras_mha.MultiHeadSelfAttention(
+        HEADS, key_dim=KEY_DIM, **OPTIONS["all"], **PATHS[path]
+    )
+    query, _ = _inputs(1)
+    full = _np(layer(query))
+    cache = layer.get_initial_cache(B, T)
+    # num_key_value_heads / num_heads the size of a full cache.
+    assert tuple(cache.shape) == (B, 2, 2, T, KEY_DIM)
+    steps = []
+    for index in range(T):
+        step, cache = layer(
+            query[:, index : index + 1], cache=cache, cache_update_index=index
+        )
+        steps.append(_np(step))
+    np.testing.assert_allclose(
+        np.concatenate(steps, axis=1), full, rtol=1e-4, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(num_key_value_heads=3), "num_key_value_heads=3 must divide"),
+        (dict(num_key_value_heads=0), "num_key_value_heads"),
+        (dict(sliding_window=0), "sliding_window"),
+        (dict(use_gate="yes"), "use_gate"),
+        (dict(rotary_embedding="rope"), "rotary_embedding"),
+    ],
+    ids=[
+        "kv_heads_not_dividing",
+        "kv_heads_zero",
+        "window_zero",
+        "gate",
+        "rotary",
+    ],
+)
+def test_bad_options_name_the_argument(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        keras_mha.MultiHeadSelfAttention(HEADS, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "layer_cls, inputs",
+    [
+        (keras_mha.MultiHeadSelfAttention, np.ones((B, T, D), "float32")),
+        (
+            keras_mha.MultiHeadAttention,
+            {
+                "query": np.ones((B, T, D), "float32"),
+                "value": np.ones((B, S, D), "float32"),
+            },
+        ),
+    ],
+    ids=["self", "cross"],
+)
+def test_layer_contract_with_every_option(layer_cls, inputs, tmp_path):
+    """Config round trip, `.keras` reload, mixed precision, fit step."""
+    fused = 2 if layer_cls is keras_mha.MultiHeadSelfAttention else 6
+    run_layer_test(
+        layer_cls,
+        {"num_heads": HEADS, **OPTIONS["all"]},
+        inputs,
+        expected_output_shape=(B, T, D),
+        # Projections and the gate, each a kernel and a bias.
+        expected_num_trainable_weights=fused + 2 + 2,
+        tmp_path=tmp_path,
+    )

@@ -1,0 +1,201 @@
+"""Model parallelism with `keras_mha.get_layout_map` equals one device.
+
+The model-parallel run needs 8 JAX host devices, which must be configured
+before JAX starts, so it runs in a fresh process (`python -m
+tests.test_layout_map WORKDIR`): one encoder-decoder model on one device,
+then the same model, from the same weights, under
+`keras.distribution.ModelParallel` on a (2 batch x 4 model) mesh. Both give
+the same outputs and the same weights after one training step, and the
+distributed kernels are really split into four.
+"""
+
+import json
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import keras_mha
+
+BACKEND = keras.backend.backend()
+# Heads and feed-forward units divisible by the model axis (4); distinct
+# sizes so that a kernel split on the wrong axis cannot pass.
+VOCAB, WIDTH, HEADS, FFN, BATCH, LENGTH = 19, 16, 4, 12, 8, 6
+SPLIT_KERNELS = {
+    "encoder/self_attention/qkv/kernel": (1, 4),
+    "decoder/cross_attention/query/kernel": (1, 4),
+    "decoder/cross_attention/attention_output/kernel": (0, 4),
+    "encoder/ffn_intermediate/kernel": (1, 4),
+    "encoder/ffn_output/kernel": (0, 4),
+}
+
+
+def _mesh(devices, shape=(2, 4)):
+    return keras.distribution.DeviceMesh(shape, ("batch", "model"), devices)
+
+
+def test_layout_map_shards_every_kernel_of_the_layers():
+    mesh = _mesh(["cpu:0"] * 8)
+    layout_map = keras_mha.get_layout_map(mesh)
+    model = build_model()
+    sharded = {}
+    for variable in model.weights:
+        layout = layout_map[variable.path]
+        if layout is not None:
+            sharded[variable.path] = tuple(layout.axes)
+    for path, (axis, _) in SPLIT_KERNELS.items():
+        assert sharded[path][axis] == "model", (path, sharded[path])
+    # Every projection kernel of every attention layer and FFN is covered.
+    kernels = [
+        v.path
+        for v in model.weights
+        if v.path.endswith("kernel") and "logits" not in v.path
+    ]
+    assert sorted(kernels) == sorted(p for p in sharded if "kernel" in p)
+    assert not any("layer_norm" in path for path in sharded)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"model_parallel_dim_name": "heads"}, "model_parallel_dim_name"),
+        ({"data_parallel_dim_name": "data"}, "data_parallel_dim_name"),
+    ],
+    ids=["model_axis", "data_axis"],
+)
+def test_layout_map_rejects_unknown_axis_names(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        keras_mha.get_layout_map(_mesh(["cpu:0"] * 8), **kwargs)
+
+
+def test_layout_map_rejects_a_non_mesh():
+    with pytest.raises(TypeError, match="device_mesh"):
+        keras_mha.get_layout_map((2, 4))
+
+
+def build_model():
+    keras.utils.set_random_seed(0)
+    source = keras.Input((None,), dtype="int32")
+    target = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(VOCAB, WIDTH, mask_zero=True)(source)
+    x = keras_mha.SinusoidalPositionEncoding()(x)
+    x = keras_mha.TransformerEncoderBlock(
+        HEADS, intermediate_dim=FFN, name="encoder"
+    )(x)
+    y = keras.layers.Embedding(VOCAB, WIDTH, mask_zero=True)(target)
+    y = keras_mha.TransformerDecoderBlock(
+        HEADS, intermediate_dim=FFN, name="decoder"
+    )(y, x)
+    logits = keras.layers.Dense(VOCAB, name="logits")(y)
+    return keras.Model([source, target], logits)
+
+
+def _data():
+    rng = np.random.default_rng(1)
+    source = rng.integers(1, VOCAB, (BATCH, LENGTH)).astype("int32")
+    target = rng.integers(1, VOCAB, (BATCH, LENGTH)).astype("int32")
+    source[::2, -2:] = 0  # Padding in half of the rows.
+    return (source, target), target
+
+
+def _run(initial=None):
+    """Outputs, and weights after one SGD step, of `build_model()`."""
+    model = build_model()
+    if initial is not None:
+        model.set_weights(initial)
+    initial = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    inputs, targets = _data()
+    outputs = keras.ops.convert_to_numpy(model(inputs))
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.5),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.train_on_batch(inputs, targets)
+    trained = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    return model, initial, outputs, trained
+
+
+def model_parallel_worker(workdir):
+    """Single device vs `ModelParallel` on a (2, 4) mesh of 8 CPUs."""
+    import jax
+
+    _, initial, single_outputs, single = _run()
+    devices = keras.distribution.list_devices("cpu")
+    mesh = _mesh(devices)
+    keras.distribution.set_distribution(
+        keras.distribution.ModelParallel(
+            layout_map=keras_mha.get_layout_map(mesh), batch_dim_name="batch"
+        )
+    )
+    model, _, parallel_outputs, parallel = _run(initial)
+    np.savez(
+        os.path.join(workdir, "runs.npz"),
+        single_outputs=single_outputs,
+        parallel_outputs=parallel_outputs,
+        initial=np.concatenate([w.ravel() for w in initial]),
+        single=np.concatenate([w.ravel() for w in single]),
+        parallel=np.concatenate([w.ravel() for w in parallel]),
+    )
+    shards = {
+        v.path: list(v.value.addressable_shards[0].data.shape)
+        for v in model.weights
+        if v.path in SPLIT_KERNELS
+    }
+    shapes = {v.path: list(v.shape) for v in model.weights}
+    print(
+        json.dumps(
+            {
+                "jax_devices": jax.device_count(),
+                "shard_shapes": shards,
+                "shapes": {p: shapes[p] for p in shards},
+            }
+        )
+    )
+
+
+@pytest.mark.skipif(
+    BACKEND != "jax", reason="keras.distribution needs the JAX backend"
+)
+def test_model_parallel_matches_one_device(tmp_path):
+    import subprocess
+
+    from tests.reliability_helpers import REPO_ROOT
+
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.test_layout_map", str(tmp_path)],
+        cwd=REPO_ROOT,
+        env={
+            **os.environ,
+            "KERAS_BACKEND": "jax",
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["jax_devices"] == 8
+    assert set(summary["shard_shapes"]) == set(SPLIT_KERNELS)
+    for path, (axis, parts) in SPLIT_KERNELS.items():
+        expected = list(summary["shapes"][path])
+        expected[axis] //= parts
+        assert summary["shard_shapes"][path] == expected, path
+    with np.load(tmp_path / "runs.npz") as runs:
+        np.testing.assert_allclose(
+            runs["parallel_outputs"],
+            runs["single_outputs"],
+            rtol=1e-5,
+            atol=1e-5,
+        )
+        np.testing.assert_allclose(
+            runs["parallel"], runs["single"], rtol=1e-5, atol=1e-5
+        )
+        assert np.abs(runs["single"] - runs["initial"]).max() > 1e-2
+
+
+if __name__ == "__main__":
+    model_parallel_worker(sys.argv[1])
