@@ -5,7 +5,9 @@ TransformerEncoder` and a post-LN block assembled from
 `keras.layers.MultiHeadAttention`, layer norms and a Dense feed-forward
 network: the same width, heads, feed-forward width and inputs, so the same
 FLOPs. Tokens per second of `train_on_batch` (the compiled `fit` step) and
-`predict_on_batch`, with `jit_compile` off and on.
+`predict_on_batch`: on TensorFlow with `jit_compile` off and on, on JAX
+compiled (JAX has no other way to run fast), on PyTorch eager (Keras's
+default there), all under the global dtype policy.
 """
 
 import numpy as np
@@ -15,6 +17,15 @@ from benchmarks.timing import fastest_of_interleaved
 from benchmarks.timing import log
 
 IMPLS = ("keras_mha", "keras_hub", "keras")
+
+
+def default_jits():
+    """The `jit_compile` settings worth timing on the current backend."""
+    import keras
+
+    return {"tensorflow": (False, True), "jax": (True,), "torch": (False,)}[
+        keras.backend.backend()
+    ]
 
 
 def _keras_block(x, num_heads, intermediate_dim):
@@ -50,7 +61,16 @@ def build_model(impl, seq_length, width, num_heads, intermediate_dim, jit):
     return model
 
 
-def run(shapes, width, num_heads, intermediate_dim, steps, rounds, peak):
+def run(
+    shapes,
+    width,
+    num_heads,
+    intermediate_dim,
+    steps,
+    rounds,
+    peak,
+    jits=None,
+):
     """Measures every impl at every shape; returns rows of the table.
 
     Args:
@@ -59,10 +79,15 @@ def run(shapes, width, num_heads, intermediate_dim, steps, rounds, peak):
         steps: dict with the steps per round of `"train"` and `"predict"`.
         rounds: interleaved rounds; each impl keeps its fastest.
         peak: the machine's matmul FLOP/s, for the fraction of it reached.
+        jits: `jit_compile` settings to time; defaults to `default_jits()`.
 
     Returns:
         A list of dicts, one per (shape, jit, mode, impl).
     """
+    import keras
+
+    backend = keras.backend.backend()
+    policy = keras.config.dtype_policy().name
     rows = []
     rng = np.random.default_rng(0)
     for batch, seq_length in shapes:
@@ -74,9 +99,10 @@ def run(shapes, width, num_heads, intermediate_dim, steps, rounds, peak):
         # A train step is the forward pass and a backward pass of about
         # twice its FLOPs.
         flops = {"train": 3 * forward, "predict": forward}
-        for jit in (False, True):
+        for jit in jits or default_jits():
             label = (
-                f"encoder b{batch} s{seq_length} jit={'on' if jit else 'off'}"
+                f"encoder {backend} b{batch} s{seq_length} "
+                f"jit={'on' if jit else 'off'}"
             )
             log(f"{label}: building and compiling")
             models = {
@@ -101,6 +127,8 @@ def run(shapes, width, num_heads, intermediate_dim, steps, rounds, peak):
                     seconds = best[impl] / steps[mode]
                     rows.append(
                         {
+                            "backend": backend,
+                            "dtype_policy": policy,
                             "batch": batch,
                             "seq_length": seq_length,
                             "jit_compile": jit,

@@ -8,6 +8,7 @@ them here as one 2D matrix multiplication each: TensorFlow runs the
 Notation: b batch, t sequence length, d width, n heads, h head width.
 """
 
+import keras
 from keras import ops
 
 
@@ -67,10 +68,16 @@ def project_fused_qkv(layer, x, key_dim, value_dim):
         bias = ops.transpose(bias, (1, 0, 2))  # (3, n, h)
     qkv = _dense(x, kernel, bias)
     qkv = ops.reshape(qkv, (batch, length, 3, num_heads, key_dim))
-    qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, b, n, t, h)
     # Unstacked, not indexed: the gradient of an index is a zero-padded
     # copy of the whole tensor, one per index; that of unstack is one stack.
-    return ops.unstack(qkv, num=3, axis=0)
+    if keras.backend.backend() == "tensorflow":
+        qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, b, n, t, h)
+        return ops.unstack(qkv, num=3, axis=0)
+    # JAX and PyTorch: unstacked sequence-first, then each transposed, so
+    # the backward pass stacks the gradients straight into the matmul's
+    # (b, t, 3, n, h) layout instead of copying a transposed stack back.
+    qkv = ops.unstack(qkv, num=3, axis=2)  # 3 x (b, t, n, h)
+    return [ops.transpose(x, (0, 2, 1, 3)) for x in qkv]
 
 
 def merge_heads(layer, heads):
