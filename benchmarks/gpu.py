@@ -502,40 +502,50 @@ def device_part(recorder, sizes):
     recorder.update(matmul_size=size, bf16_flops_per_second=peak)
 
 
-def tests_part(recorder, sizes):
-    """The layer tests through pytest, counted from its JUnit XML."""
-    import xml.etree.ElementTree as ElementTree
+class _Outcomes:
+    """A pytest plugin counting outcomes into the recorder as they come,
+    so a run stopped at its deadline still leaves its counts. Under
+    pytest-xdist the workers' reports reach this hook in the controller.
+    """
 
+    def __init__(self, recorder):
+        self.recorder = recorder
+        self.counts = dict.fromkeys(
+            ("passed", "failed", "errors", "skipped"), 0
+        )
+        self.failures = []
+
+    def pytest_runtest_logreport(self, report):
+        if report.skipped:
+            outcome = "skipped"
+        elif report.failed:
+            outcome = "failed" if report.when == "call" else "errors"
+            message = str(report.longrepr).strip().splitlines()[-1:]
+            self.failures.append(f"{report.nodeid}: {' '.join(message)[:300]}")
+        elif report.when == "call":
+            outcome = "passed"
+        else:
+            return  # a passing setup or teardown
+        self.counts[outcome] += 1
+        self.recorder.update(**self.counts, failures=self.failures[:30])
+
+
+def tests_part(recorder, sizes):
+    """The layer tests through pytest, in this process."""
     import pytest
 
-    xml = recorder.path + ".xml"
     command = [*sizes["files"], "-m", "not slow", "-q", "-rs"]
-    command += ["-p", "no:cacheprovider", f"--junitxml={xml}"]
+    command += ["-p", "no:cacheprovider"]
     if sizes["select"]:
         command += ["-k", sizes["select"]]
     if sizes["workers"]:
         command += ["-n", str(sizes["workers"]), "--dist", "loadfile"]
     recorder.update(backend=os.environ["KERAS_BACKEND"], pytest_args=command)
-    exit_code = pytest.main(command)
-    counts = dict.fromkeys(("passed", "failed", "errors", "skipped"), 0)
-    failures = []
-    for case in ElementTree.parse(xml).getroot().iter("testcase"):
-        name = f"{case.get('classname')}::{case.get('name')}"
-        outcome = "passed"
-        for child in case:
-            if child.tag in ("failure", "error", "skipped"):
-                outcome = {"failure": "failed", "error": "errors"}.get(
-                    child.tag, "skipped"
-                )
-                message = (child.get("message") or "").splitlines()[:1]
-                if outcome != "skipped":
-                    failures.append(f"{name}: {' '.join(message)[:300]}")
-        counts[outcome] += 1
+    outcomes = _Outcomes(recorder)
+    recorder.update(**outcomes.counts, failures=[])
+    exit_code = pytest.main(command, plugins=[outcomes])
     recorder.update(
-        status="ok" if exit_code == 0 else "failed",
-        exit_code=int(exit_code),
-        **counts,
-        failures=failures[:30],
+        status="ok" if exit_code == 0 else "failed", exit_code=int(exit_code)
     )
 
 

@@ -19,6 +19,12 @@ def _is_quantized(layer):
 
 def _dense(x, kernel, bias=None):
     """`x @ kernel + bias` in the dtype of `x`, with a 2D kernel."""
+    if keras.backend.backend() == "jax" and len(x.shape) > 2:
+        # XLA's CPU gradients of a (b, t, d) @ (d, f) product profile
+        # about 1.15x slower than those of the same product on 2D tokens.
+        shape = ops.shape(x)
+        y = _dense(ops.reshape(x, (-1, shape[-1])), kernel, bias)
+        return ops.reshape(y, (*shape[:-1], kernel.shape[-1]))
     y = ops.matmul(x, ops.cast(kernel, x.dtype))
     if bias is not None:
         y = y + ops.cast(ops.reshape(bias, (-1,)), x.dtype)
