@@ -51,7 +51,9 @@ test-slow: install
 demo: install
 	$(PY) examples/demo.py
 
-bench: install
+# The encoder case runs on TensorFlow, JAX and PyTorch (a child process
+# each): the backends must be installed.
+bench: install-backends
 	$(PY) -m benchmarks.run
 
 # Wheels for a GPU machine with Python 3.12, JAX and PyTorch but no Keras

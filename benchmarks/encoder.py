@@ -70,6 +70,7 @@ def run(
     rounds,
     peak,
     jits=None,
+    device_resident=False,
 ):
     """Measures every impl at every shape; returns rows of the table.
 
@@ -80,6 +81,9 @@ def run(
         rounds: interleaved rounds; each impl keeps its fastest.
         peak: the machine's matmul FLOP/s, for the fraction of it reached.
         jits: `jit_compile` settings to time; defaults to `default_jits()`.
+        device_resident: JAX only: keep inputs and inference outputs on the
+            device (a GPU), rather than copy them from and to NumPy every
+            step; on a GPU those copies take as long as the block itself.
 
     Returns:
         A list of dicts, one per (shape, jit, mode, impl).
@@ -93,6 +97,11 @@ def run(
     for batch, seq_length in shapes:
         x = rng.standard_normal((batch, seq_length, width), dtype="float32")
         y = rng.standard_normal((batch, seq_length, width), dtype="float32")
+        if device_resident:
+            x, y = (
+                keras.ops.convert_to_tensor(x),
+                keras.ops.convert_to_tensor(y),
+            )
         forward = attention_block_flops(
             batch * seq_length, width, intermediate_dim, seq_length
         )
@@ -117,7 +126,9 @@ def run(
                     model.predict_on_batch(x)
             for mode in ("train", "predict"):
                 runners = {
-                    impl: _runner(model, mode, x, y, steps[mode])
+                    impl: _runner(
+                        model, mode, x, y, steps[mode], device_resident
+                    )
                     for impl, model in models.items()
                 }
                 best = fastest_of_interleaved(
@@ -145,7 +156,32 @@ def run(
     return rows
 
 
-def _runner(model, mode, x, y, steps):
+def _runner(model, mode, x, y, steps, device_resident=False):
     if mode == "train":
         return lambda: [model.train_on_batch(x, y) for _ in range(steps)]
+    if device_resident:
+        return _device_predict(model, x, steps)
     return lambda: [model.predict_on_batch(x) for _ in range(steps)]
+
+
+def _device_predict(model, x, steps):
+    """JAX: `steps` compiled forward passes, outputs left on the device.
+
+    The same program `predict_on_batch` compiles (the model's call under
+    `jax.jit`, its weights as arguments), without its copy of the outputs
+    to NumPy; waits for the last step.
+    """
+    import jax
+
+    from benchmarks.timing import jax_stateless
+
+    forward = jax.jit(jax_stateless(model, model.variables))
+    values = [v.value for v in model.variables]
+
+    def predict():
+        for _ in range(steps):
+            outputs = forward(values, x)
+        jax.block_until_ready(outputs)
+
+    predict()  # compiles
+    return predict
