@@ -248,6 +248,11 @@ def _child_env(part):
         "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
         "PYTHONUNBUFFERED": "1",
     }
+    if part == "tests_jax":
+        # float32 matmuls in float32, as on a CPU and on PyTorch's GPU
+        # default: JAX's GPU default rounds them to TensorFloat-32, which
+        # the tests' float32 tolerances against NumPy do not allow for.
+        env["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
     # The children import this tree's `benchmarks` and `keras_mha`.
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (ROOT, os.environ.get("PYTHONPATH")) if p
@@ -542,7 +547,13 @@ def tests_part(recorder, sizes):
         command += ["-k", sizes["select"]]
     if sizes["workers"]:
         command += ["-n", str(sizes["workers"]), "--dist", "loadfile"]
-    recorder.update(backend=os.environ["KERAS_BACKEND"], pytest_args=command)
+    recorder.update(
+        backend=os.environ["KERAS_BACKEND"],
+        pytest_args=command,
+        jax_default_matmul_precision=os.environ.get(
+            "JAX_DEFAULT_MATMUL_PRECISION"
+        ),
+    )
     outcomes = _Outcomes(recorder)
     recorder.update(**outcomes.counts, failures=[])
     exit_code = pytest.main(command, plugins=[outcomes])

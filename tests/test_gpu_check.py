@@ -113,6 +113,9 @@ def test_layer_tests_are_counted_per_backend(smoke, backend):
     _, results, _ = smoke
     part = results["parts"][f"tests_{backend}"]
     assert part["backend"] == backend
+    # JAX's float32 matmuls at full precision, as PyTorch's by default.
+    precision = "highest" if backend == "jax" else None
+    assert part["jax_default_matmul_precision"] == precision
     assert part["passed"] == 2  # the two tests the smoke run selects
     assert part["failed"] == part["errors"] == 0
     assert part["failures"] == []
