@@ -2,8 +2,9 @@
 
 Forward and forward + backward of: each whole block, each self-attention
 layer, the feed-forward network (two `Dense` layers, the same in both
-blocks) and a layer norm, each compiled as the backend compiles a `fit`
-step (`tf.function` on TensorFlow, `jax.jit` on JAX, eager on PyTorch),
+blocks; also on 2D tokens) and a layer norm, each compiled as the backend
+compiles a `fit` step (`tf.function` on TensorFlow, `jax.jit` on JAX,
+eager on PyTorch),
 interleaved rounds, fastest of each. This is the profile behind the
 encoder notes in the README's Performance section. Runs on the backend
 `KERAS_BACKEND` names.
@@ -20,6 +21,7 @@ import time
 import keras
 import keras_hub
 import numpy as np
+from keras import ops
 
 import keras_mha
 
@@ -42,6 +44,13 @@ def sublayers(x, num_heads, intermediate_dim):
             [hub_attention],
         ),
         "feed-forward": (lambda x: ffn_out(ffn_in(x)), [ffn_in, ffn_out]),
+        # The same layers on `(tokens, width)`: how our blocks run it on JAX.
+        "feed-forward 2D": (
+            lambda x: ops.reshape(
+                ffn_out(ffn_in(ops.reshape(x, (-1, x.shape[-1])))), x.shape
+            ),
+            [ffn_in, ffn_out],
+        ),
         "layer norm": (norm, [norm]),
     }
 

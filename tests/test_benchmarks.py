@@ -146,6 +146,7 @@ def test_encoder_profile_times_every_sublayer():
         "keras_mha attention",
         "keras_hub attention",
         "feed-forward",
+        "feed-forward 2D",
         "layer norm",
     }
     for times in result.values():
