@@ -32,7 +32,7 @@ def smoke(tmp_path_factory):
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
