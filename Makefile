@@ -8,7 +8,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export KERAS_BACKEND ?= tensorflow
 
 .PHONY: install install-backends test test-jax test-torch test-all \
-	test-slow demo bench lint clean
+	test-slow demo bench gpu-wheels lint clean
 
 $(VENV)/installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,8 +51,28 @@ test-slow: install
 demo: install
 	$(PY) examples/demo.py
 
-bench: install
+# The encoder case runs on TensorFlow, JAX and PyTorch (a child process
+# each): the backends must be installed.
+bench: install-backends
 	$(PY) -m benchmarks.run
+
+# Wheels for a GPU machine with Python 3.12, JAX and PyTorch but no Keras
+# and no network: keras, keras-hub and the pure-Python or compiled needs
+# that such a machine lacks (cp312, manylinux x86_64), and this package.
+# No tensorflow or tensorflow-text: keras_hub imports without them on JAX
+# and PyTorch. `benchmarks/gpu_check.sh` installs them there and runs the
+# GPU check (README, "On a GPU").
+GPU_WHEELS := keras==3.15.1 keras-hub==0.32.0 namex==0.1.0 optree==0.20.0 \
+	kagglehub==1.0.2 kagglesdk==0.1.28
+GPU_PLATFORMS := $(foreach n,28 27 17,--platform manylinux_2_$(n)_x86_64) \
+	--platform manylinux2014_x86_64 --platform manylinux1_x86_64
+gpu-wheels: install
+	rm -rf .whl && mkdir -p .whl
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: \
+		--python-version 3.12 --implementation cp $(GPU_PLATFORMS) \
+		-d .whl $(GPU_WHEELS)
+	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation -w .whl .
+	du -sh .whl
 
 lint: install
 	$(VENV)/bin/ruff check keras_mha tests examples benchmarks

@@ -5,7 +5,9 @@ TransformerEncoder` and a post-LN block assembled from
 `keras.layers.MultiHeadAttention`, layer norms and a Dense feed-forward
 network: the same width, heads, feed-forward width and inputs, so the same
 FLOPs. Tokens per second of `train_on_batch` (the compiled `fit` step) and
-`predict_on_batch`, with `jit_compile` off and on.
+`predict_on_batch`: on TensorFlow with `jit_compile` off and on, on JAX
+compiled (JAX has no other way to run fast), on PyTorch eager (Keras's
+default there), all under the global dtype policy.
 """
 
 import numpy as np
@@ -15,6 +17,15 @@ from benchmarks.timing import fastest_of_interleaved
 from benchmarks.timing import log
 
 IMPLS = ("keras_mha", "keras_hub", "keras")
+
+
+def default_jits():
+    """The `jit_compile` settings worth timing on the current backend."""
+    import keras
+
+    return {"tensorflow": (False, True), "jax": (True,), "torch": (False,)}[
+        keras.backend.backend()
+    ]
 
 
 def _keras_block(x, num_heads, intermediate_dim):
@@ -52,7 +63,17 @@ def build_model(impl, seq_length, width, num_heads, intermediate_dim, jit):
     return model
 
 
-def run(shapes, width, num_heads, intermediate_dim, steps, rounds, peak):
+def run(
+    shapes,
+    width,
+    num_heads,
+    intermediate_dim,
+    steps,
+    rounds,
+    peak,
+    jits=None,
+    device_resident=False,
+):
     """Measures every impl at every shape; returns rows of the table.
 
     Args:
@@ -61,24 +82,38 @@ def run(shapes, width, num_heads, intermediate_dim, steps, rounds, peak):
         steps: dict with the steps per round of `"train"` and `"predict"`.
         rounds: interleaved rounds; each impl keeps its fastest.
         peak: the machine's matmul FLOP/s, for the fraction of it reached.
+        jits: `jit_compile` settings to time; defaults to `default_jits()`.
+        device_resident: JAX only: keep inputs and inference outputs on the
+            device (a GPU), rather than copy them from and to NumPy every
+            step; on a GPU those copies take as long as the block itself.
 
     Returns:
         A list of dicts, one per (shape, jit, mode, impl).
     """
+    import keras
+
+    backend = keras.backend.backend()
+    policy = keras.config.dtype_policy().name
     rows = []
     rng = np.random.default_rng(0)
     for batch, seq_length in shapes:
         x = rng.standard_normal((batch, seq_length, width), dtype="float32")
         y = rng.standard_normal((batch, seq_length, width), dtype="float32")
+        if device_resident:
+            x, y = (
+                keras.ops.convert_to_tensor(x),
+                keras.ops.convert_to_tensor(y),
+            )
         forward = attention_block_flops(
             batch * seq_length, width, intermediate_dim, seq_length
         )
         # A train step is the forward pass and a backward pass of about
         # twice its FLOPs.
         flops = {"train": 3 * forward, "predict": forward}
-        for jit in (False, True):
+        for jit in jits or default_jits():
             label = (
-                f"encoder b{batch} s{seq_length} jit={'on' if jit else 'off'}"
+                f"encoder {backend} b{batch} s{seq_length} "
+                f"jit={'on' if jit else 'off'}"
             )
             log(f"{label}: building and compiling")
             models = {
@@ -93,7 +128,9 @@ def run(shapes, width, num_heads, intermediate_dim, steps, rounds, peak):
                     model.predict_on_batch(x)
             for mode in ("train", "predict"):
                 runners = {
-                    impl: _runner(model, mode, x, y, steps[mode])
+                    impl: _runner(
+                        model, mode, x, y, steps[mode], device_resident
+                    )
                     for impl, model in models.items()
                 }
                 best = fastest_of_interleaved(
@@ -103,6 +140,8 @@ def run(shapes, width, num_heads, intermediate_dim, steps, rounds, peak):
                     seconds = best[impl] / steps[mode]
                     rows.append(
                         {
+                            "backend": backend,
+                            "dtype_policy": policy,
                             "batch": batch,
                             "seq_length": seq_length,
                             "jit_compile": jit,
@@ -119,7 +158,32 @@ def run(shapes, width, num_heads, intermediate_dim, steps, rounds, peak):
     return rows
 
 
-def _runner(model, mode, x, y, steps):
+def _runner(model, mode, x, y, steps, device_resident=False):
     if mode == "train":
         return lambda: [model.train_on_batch(x, y) for _ in range(steps)]
+    if device_resident:
+        return _device_predict(model, x, steps)
     return lambda: [model.predict_on_batch(x) for _ in range(steps)]
+
+
+def _device_predict(model, x, steps):
+    """JAX: `steps` compiled forward passes, outputs left on the device.
+
+    The same program `predict_on_batch` compiles (the model's call under
+    `jax.jit`, its weights as arguments), without its copy of the outputs
+    to NumPy; waits for the last step.
+    """
+    import jax
+
+    from benchmarks.timing import jax_stateless
+
+    forward = jax.jit(jax_stateless(model, model.variables))
+    values = [v.value for v in model.variables]
+
+    def predict():
+        for _ in range(steps):
+            outputs = forward(values, x)
+        jax.block_until_ready(outputs)
+
+    predict()  # compiles
+    return predict

@@ -3,12 +3,16 @@
     python -m benchmarks.run                       # the full run (make bench)
     python -m benchmarks.run --smoke               # tiny shapes, seconds
     python -m benchmarks.run --cases encoder,long  # some cases only
+    python -m benchmarks.run --cases encoder --backends jax  # one backend
 
 Each case runs our layer and its peers on the same inputs in one process,
 in interleaved rounds, and keeps each one's fastest round; long sequences
 run one child process per (layer, length) so their peak memory is their
-own. Prints the table (ratios ours / peer, then the absolute figures), the
-targets met or missed, and a JSON summary as the last line; writes the
+own. The encoder case runs on every backend of `--backends` (default all
+three), each other backend in a child process of its own with its own
+matmul peak; generation and long sequences run on TensorFlow. Prints the
+table (ratios ours / peer, then the absolute figures), the targets met or
+missed, and a JSON summary as the last line; writes the
 results as JSON and a PNG plot.
 """
 
@@ -24,6 +28,7 @@ from benchmarks import report
 from benchmarks.timing import log
 
 CASES = ("encoder", "generation", "long")
+BACKENDS = ("tensorflow", "jax", "torch")
 
 # Sizes of the issue. A full run takes about 15 minutes on 2 CPU cores.
 FULL = {
@@ -90,6 +95,12 @@ def parse_args(argv=None):
         "(default: all)",
     )
     parser.add_argument(
+        "--backends",
+        default=",".join(BACKENDS),
+        help="comma-separated Keras backends of the encoder case "
+        "(default: all three)",
+    )
+    parser.add_argument(
         "--smoke",
         action="store_true",
         help="tiny shapes and one step a round: checks that every case "
@@ -129,6 +140,13 @@ def parse_args(argv=None):
             f"Received: --cases={args.cases}"
         )
     args.cases = [c for c in CASES if c in cases]
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if set(backends) - set(BACKENDS) or not backends:
+        parser.error(
+            f"--backends expected some of {', '.join(BACKENDS)}. "
+            f"Received: --backends={args.backends}"
+        )
+    args.backends = [b for b in BACKENDS if b in backends]
     if args.results_dir is None:
         args.results_dir = (
             os.path.join("runs", "bench-smoke")
@@ -177,9 +195,22 @@ def run_cases(args):
         "sizes": {case: sizes[case] for case in args.cases},
         "cases": {},
     }
+    here = keras.backend.backend()
+    results["matmul_flops_per_second_by_backend"] = {here: peak}
     for case in args.cases:
         if case == "encoder":
-            rows = encoder.run(**sizes["encoder"], rounds=rounds, peak=peak)
+            rows = []
+            for backend in args.backends:
+                if backend == here:
+                    rows += encoder.run(
+                        **sizes["encoder"], rounds=rounds, peak=peak
+                    )
+                else:
+                    child = encoder_on_backend(backend, args)
+                    rows += child["cases"]["encoder"]
+                    results["matmul_flops_per_second_by_backend"][backend] = (
+                        child["matmul_flops_per_second"]
+                    )
         elif case == "generation":
             rows = generation.run(
                 **sizes["generation"], rounds=rounds, peak=peak
@@ -196,10 +227,35 @@ def run_cases(args):
     return results
 
 
+def encoder_on_backend(backend, args):
+    """The encoder case on `backend`, in a child process; its results."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as results_dir:
+        command = [sys.executable, "-m", "benchmarks.run", "--cases"]
+        command += ["encoder", "--backends", backend]
+        command += ["--results-dir", results_dir]
+        if args.smoke:
+            command.append("--smoke")
+        if args.rounds:
+            command += ["--rounds", str(args.rounds)]
+        log(f"encoder on {backend}: a child process")
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        subprocess.run(
+            command,
+            cwd=root,
+            env={**os.environ, "KERAS_BACKEND": backend},
+            check=True,
+        )
+        with open(os.path.join(results_dir, "latest.json")) as f:
+            return json.load(f)
+
+
 def main(argv=None):
     args = parse_args(argv)
-    # Before anything imports Keras (the cases import it lazily): these are
-    # benchmarks of the TensorFlow backend.
+    # Before anything imports Keras (the cases import it lazily): TensorFlow
+    # unless the backend is set (a child of `encoder_on_backend`).
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     start = time.monotonic()
@@ -216,7 +272,7 @@ def main(argv=None):
     machine = results["machine"]
     print(
         f"\n{results['date']}, {machine['cpu']} × {machine['cores']} cores, "
-        f"{machine['backend']} {machine['tensorflow']}, matmul peak "
+        f"{machine['backend']} {machine['backend_version']}, matmul peak "
         f"{results['matmul_flops_per_second'] / 1e9:.1f} GFLOP/s, load "
         f"average {results['load_average_start']:.1f} at the start and "
         f"{results['load_average_end']:.1f} at the end\n"

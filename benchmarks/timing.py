@@ -39,39 +39,152 @@ def fastest_of_interleaved(runners, rounds, label):
     return best
 
 
-def matmul_flops_per_second(size=1024, repeats=8, rounds=5):
-    """The machine's float32 matmul throughput (FLOP/s) through TensorFlow.
+def matmul_flops_per_second(size=1024, repeats=8, rounds=5, dtype="float32"):
+    """The machine's matmul throughput (FLOP/s) on the Keras backend.
 
     A `size x size` by `size x size` product repeated `repeats` times in one
-    graph, the fastest of `rounds` rounds: the ceiling the models' own dense
-    layers can reach here, measured in the same process and the same run.
+    compiled function (`tf.function`, `jax.jit`; eager on PyTorch), the
+    fastest of `rounds` rounds: the ceiling the models' own dense layers
+    can reach here, measured in the same process and the same run. On a
+    GPU pass `dtype="bfloat16"` for the ceiling of mixed-precision models.
     """
+    import keras
+
+    products = {
+        "tensorflow": _products_tensorflow,
+        "jax": _products_jax,
+        "torch": _products_torch,
+    }[keras.backend.backend()](size, repeats, dtype)
+    products()
+    seconds = fastest_of_interleaved({"matmul": products}, rounds, "matmul")
+    return 2 * size**3 * repeats / seconds["matmul"]
+
+
+# Each returns a callable that runs the chained products and waits for
+# them: feeding each product into the next keeps the compiler from running
+# them in parallel or folding them away.
+
+
+def _products_tensorflow(size, repeats, dtype):
     import tensorflow as tf
 
-    a = tf.random.normal((size, size))
-    b = tf.random.normal((size, size))
+    a = tf.cast(tf.random.normal((size, size)), dtype)
+    b = tf.cast(tf.random.normal((size, size)), dtype)
 
     @tf.function
     def products(a, b):
-        total = tf.zeros((size, size))
+        total = tf.zeros((size, size), dtype)
         for _ in range(repeats):
-            # Feeding each product into the next keeps the graph from
-            # running them in parallel or folding them away.
             total = tf.matmul(a + total * 1e-9, b)
-        return tf.reduce_sum(total)
+        return tf.reduce_sum(tf.cast(total, "float32"))
 
-    products(a, b).numpy()
-    seconds = fastest_of_interleaved(
-        {"matmul": lambda: products(a, b).numpy()}, rounds, "matmul"
-    )["matmul"]
-    return 2 * size**3 * repeats / seconds
+    return lambda: products(a, b).numpy()
+
+
+def _products_jax(size, repeats, dtype):
+    import jax
+    import jax.numpy as jnp
+
+    key_a, key_b = jax.random.split(jax.random.key(0))
+    a = jax.random.normal(key_a, (size, size)).astype(dtype)
+    b = jax.random.normal(key_b, (size, size)).astype(dtype)
+
+    @jax.jit
+    def products(a, b):
+        total = jnp.zeros((size, size), dtype)
+        for _ in range(repeats):
+            total = (a + total * 1e-9) @ b
+        return jnp.sum(total.astype("float32"))
+
+    return lambda: float(products(a, b))
+
+
+def _products_torch(size, repeats, dtype):
+    import torch
+    from keras.src.backend.torch.core import get_device
+
+    dtype = getattr(torch, dtype)
+    a = torch.randn((size, size), device=get_device()).to(dtype)
+    b = torch.randn((size, size), device=get_device()).to(dtype)
+
+    def products():
+        with torch.no_grad():
+            total = torch.zeros_like(a)
+            for _ in range(repeats):
+                total = (a + total * 1e-9) @ b
+            return float(total.float().sum())
+
+    return products
+
+
+def jax_stateless(call, variables):
+    """`call(x)` as a pure `(values, x) -> outputs` of the variables' values.
+
+    The weights become arguments of the compiled function, as in a JAX
+    `fit` step, rather than constants folded into it.
+    """
+    import keras
+
+    def stateless(values, x):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return call(x)
+
+    return stateless
+
+
+def jax_forward_backward(call, variables):
+    """A `jax.jit` forward + backward of `call`, and the variables' values.
+
+    The function maps `(values, x)` to a float32 scalar that depends on
+    every gradient (of the mean square of the outputs, with respect to the
+    weights and `x`), so calling it runs the whole backward pass.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    stateless = jax_stateless(call, variables)
+
+    def loss(values, x):
+        return jnp.mean(jnp.square(stateless(values, x).astype("float32")))
+
+    @jax.jit
+    def forward_backward(values, x):
+        grads = jax.grad(loss, argnums=(0, 1))(values, x)
+        leaves = jax.tree_util.tree_leaves(grads)
+        return sum(jnp.sum(g.astype("float32")) for g in leaves)
+
+    return forward_backward, [v.value for v in variables]
+
+
+def accelerators():
+    """Names of the backend's GPUs, or `None` when it runs on the CPU."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        if jax.default_backend() == "cpu":
+            return None
+        return [device.device_kind for device in jax.devices()]
+    if backend == "torch":
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        count = torch.cuda.device_count()
+        return [torch.cuda.get_device_name(i) for i in range(count)]
+    import tensorflow as tf
+
+    return [gpu.name for gpu in tf.config.list_physical_devices("GPU")] or None
 
 
 def machine():
     """CPU model and core count from /proc/cpuinfo, and the software."""
+    import importlib.metadata
+
     import keras
     import keras_hub
-    import tensorflow as tf
 
     model, cores = platform.processor() or "unknown", os.cpu_count()
     try:
@@ -86,16 +199,23 @@ def machine():
             model, cores = names[0], len(names)
     except OSError:
         pass
-    gpus = tf.config.list_physical_devices("GPU")
+    backend = keras.backend.backend()
+    versions = {}
+    for package in ("tensorflow", "jax", "torch"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
     return {
         "cpu": model,
         "cores": cores,
-        "gpu": [gpu.name for gpu in gpus] or None,
+        "gpu": accelerators(),
         "python": platform.python_version(),
-        "tensorflow": tf.__version__,
+        **versions,
         "keras": keras.__version__,
         "keras_hub": keras_hub.__version__,
-        "backend": keras.backend.backend(),
+        "backend": backend,
+        "backend_version": versions.get(backend),
     }
 
 

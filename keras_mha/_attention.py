@@ -94,9 +94,16 @@ def _backend_has_fused_kernel():
     On TensorFlow it is two einsums around a softmax: the einsums transpose
     q, k, v and the output on every call and their gradients are einsums
     too, which profiles slower on CPU than the heads-first matmuls of
-    `_explicit_attention`. JAX and PyTorch have fused kernels.
+    `_explicit_attention`. PyTorch has fused kernels on every device. JAX
+    has them on a GPU (cuDNN flash attention); on a CPU its op is XLA's
+    einsums around a softmax, which profile slower than the explicit path.
     """
-    return keras.backend.backend() != "tensorflow"
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() == "gpu"
+    return backend == "torch"
 
 
 def attention_chunk_size_for(query_length, key_length, chunk_size=None):

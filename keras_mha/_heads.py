@@ -21,6 +21,12 @@ def _is_quantized(layer):
 
 def _dense(x, kernel, bias=None):
     """`x @ kernel + bias` in the dtype of `x`, with a 2D kernel."""
+    if keras.backend.backend() == "jax" and len(x.shape) > 2:
+        # XLA's CPU gradients of a (b, t, d) @ (d, f) product profile
+        # about 1.15x slower than those of the same product on 2D tokens.
+        shape = ops.shape(x)
+        y = _dense(ops.reshape(x, (-1, shape[-1])), kernel, bias)
+        return ops.reshape(y, (*shape[:-1], kernel.shape[-1]))
     y = ops.matmul(x, ops.cast(kernel, x.dtype))
     if bias is not None:
         y = y + ops.cast(ops.reshape(bias, (-1,)), x.dtype)
@@ -79,10 +85,16 @@ def project_fused_qkv(layer, x, key_dim, value_dim, group=1):
         bias = ops.transpose(bias, (1, 0, 2))  # (3, n, h)
     qkv = _dense(x, kernel, bias)
     qkv = ops.reshape(qkv, (batch, length, 3, num_heads, key_dim))
-    qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, b, n, t, h)
     # Unstacked, not indexed: the gradient of an index is a zero-padded
     # copy of the whole tensor, one per index; that of unstack is one stack.
-    return ops.unstack(qkv, num=3, axis=0)
+    if keras.backend.backend() == "tensorflow":
+        qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, b, n, t, h)
+        return ops.unstack(qkv, num=3, axis=0)
+    # JAX and PyTorch: unstacked sequence-first, then each transposed, so
+    # the backward pass stacks the gradients straight into the matmul's
+    # (b, t, 3, n, h) layout instead of copying a transposed stack back.
+    qkv = ops.unstack(qkv, num=3, axis=2)  # 3 x (b, t, n, h)
+    return [ops.transpose(x, (0, 2, 1, 3)) for x in qkv]
 
 
 def merge_heads(layer, heads):

@@ -1,6 +1,7 @@
 """What the encoder and decoder blocks share: config, sub-layers, Add & Norm."""
 
 import keras
+from keras import ops
 
 from keras_mha._porting import CALL_HINTS
 from keras_mha._porting import CONSTRUCTOR_HINTS
@@ -202,9 +203,21 @@ class TransformerBlock(keras.layers.Layer):
             x,
             self.ffn_norm,
             self.ffn_dropout,
-            lambda y: (self.ffn_output(self.ffn_intermediate(y)), None),
+            lambda y: (self._ffn(y), None),
             training,
         )
+
+    def _ffn(self, x):
+        """The feed-forward network; on JAX over 2D `(tokens, width)`.
+
+        XLA's CPU gradients of a `(b, t, d)` Dense profile about 1.15x
+        slower than those of the same product on 2D tokens.
+        """
+        if keras.backend.backend() != "jax":
+            return self.ffn_output(self.ffn_intermediate(x))
+        shape = ops.shape(x)
+        x = ops.reshape(x, (-1, shape[-1]))
+        return ops.reshape(self.ffn_output(self.ffn_intermediate(x)), shape)
 
     def compute_output_shape(self, inputs_shape, *args, **kwargs):
         return inputs_shape

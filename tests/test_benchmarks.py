@@ -32,7 +32,7 @@ def smoke(tmp_path_factory):
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -57,13 +57,20 @@ def test_matmul_throughput_is_positive(smoke):
 def test_encoder_has_every_impl_shape_mode_and_jit(smoke):
     _, results = smoke
     rows = results["cases"]["encoder"]
-    keys = {(r["impl"], r["mode"], r["jit_compile"]) for r in rows}
+    keys = {
+        (r["backend"], r["impl"], r["mode"], r["jit_compile"]) for r in rows
+    }
+    # TensorFlow with XLA off and on, JAX compiled, PyTorch eager: each
+    # backend in a process of its own.
+    jits = {"tensorflow": (False, True), "jax": (True,), "torch": (False,)}
     assert keys == {
-        (impl, mode, jit)
+        (backend, impl, mode, jit)
+        for backend, backend_jits in jits.items()
         for impl in ("keras_mha", "keras_hub", "keras")
         for mode in ("train", "predict")
-        for jit in (False, True)
+        for jit in backend_jits
     }
+    assert set(results["matmul_flops_per_second_by_backend"]) == set(jits)
     for row in rows:
         assert row["tokens_per_second"] > 0
         assert row["fraction_of_matmul_peak"] > 0
@@ -95,11 +102,16 @@ def test_long_sequences_ran_in_children(smoke):
         assert row["peak_rss_bytes"] >= row["baseline_rss_bytes"] > 0
 
 
-def test_unknown_case_is_refused():
+@pytest.mark.parametrize(
+    "argv",
+    [["--cases", "encoder,decoder"], ["--backends", "tensorflow,mxnet"]],
+    ids=["unknown_case", "unknown_backend"],
+)
+def test_unknown_case_or_backend_is_refused(argv):
     from benchmarks.run import parse_args
 
     with pytest.raises(SystemExit):
-        parse_args(["--cases", "encoder,decoder"])
+        parse_args(argv)
 
 
 def _run_module(module, *args):
@@ -134,6 +146,7 @@ def test_encoder_profile_times_every_sublayer():
         "keras_mha attention",
         "keras_hub attention",
         "feed-forward",
+        "feed-forward 2D",
         "layer norm",
     }
     for times in result.values():
