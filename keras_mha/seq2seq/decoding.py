@@ -12,7 +12,6 @@ compiled by default, as keras_hub's `CausalLM.generate` does: a
 import numbers
 
 import keras
-import keras_hub
 from keras import ops
 
 # Logit given to tokens a step may not emit; finite so softmax stays exact.
@@ -58,7 +57,7 @@ def decode(
     source_ids = check_token_ids(source_ids, "source_ids")
     check_flag(use_cache, "use_cache")
     check_flag(compile, "compile")
-    sampler = sampler or keras_hub.samplers.GreedySampler()
+    sampler = sampler or greedy_sampler()
     start_id, end_id = int(start_id), int(end_id)
     function = decode_function(
         model, max_length, start_id, end_id, sampler, use_cache
@@ -153,7 +152,7 @@ def generate(
     end_id = None if end_id is None else int(end_id)
     check_flag(use_cache, "use_cache")
     check_flag(compile, "compile")
-    sampler = sampler or keras_hub.samplers.GreedySampler()
+    sampler = sampler or greedy_sampler()
 
     def generate_ids(prompt_ids):
         buffer = ops.pad(prompt_ids, ((0, 0), (0, max_length - prompt_length)))
@@ -315,3 +314,10 @@ def _allowed(logits, prompt, index, start_id, end_id):
     done = ops.any(ops.logical_and(prompt == end_id, emitted), axis=1)
     padding_only = ops.where(vocabulary == 0, 0.0, _FORBIDDEN_LOGIT)
     return ops.where(done[:, None], padding_only[None], logits)
+
+
+def greedy_sampler():
+    """keras_hub's `GreedySampler` (imported on first use)."""
+    import keras_hub
+
+    return keras_hub.samplers.GreedySampler()

@@ -12,8 +12,6 @@ serves wherever TensorFlow Text's kernels are loaded.
 
 import io
 
-import keras_hub
-
 PAD_ID, UNKNOWN_ID, START_ID, END_ID = 0, 1, 2, 3
 # 4 special pieces and 256 byte pieces come before any learned piece.
 _RESERVED = 4 + 256
@@ -38,6 +36,7 @@ def train_tokenizer(texts, vocabulary_size=1000, model_type="unigram"):
     >>> tokenizer.detokenize(tokenizer("Quatre-vingt-trois Zèbres !"))
     'Quatre-vingt-trois Zèbres !'
     """
+    import keras_hub
     import sentencepiece
 
     if not isinstance(vocabulary_size, int) or vocabulary_size <= _RESERVED:

@@ -18,6 +18,7 @@ from keras import ops
 
 from keras_mha.seq2seq.decoding import compiled
 from keras_mha.seq2seq.decoding import decode_function
+from keras_mha.seq2seq.decoding import greedy_sampler
 from keras_mha.seq2seq.tokenizers import END_ID
 from keras_mha.seq2seq.tokenizers import START_ID
 
@@ -101,7 +102,7 @@ class Translator:
             self.max_length,
             START_ID,
             END_ID,
-            sampler or _greedy(),
+            sampler or greedy_sampler(),
             use_cache=True,
         )
         ids = decode_ids(self.source_ids(sentences))
@@ -128,7 +129,7 @@ class Translator:
     def _translate_batch(self, sentences, sampler):
         import tensorflow as tf
 
-        sampler = sampler or _greedy()
+        sampler = sampler or greedy_sampler()
         key = repr(
             (type(sampler).__name__, sorted(sampler.get_config().items()))
         )
@@ -277,9 +278,3 @@ class Translator:
         with open(os.path.join(directory, "translator.json")) as file:
             lengths = json.load(file)
         return cls(model, *tokenizers, **lengths)
-
-
-def _greedy():
-    import keras_hub
-
-    return keras_hub.samplers.GreedySampler()
