@@ -14,4 +14,4 @@ __all__ = [
     "TransformerEncoderBlock",
 ]
 __version__ = "0.1.0"
-from keras_mha import seq2seq  # noqa: E402
+from keras_mha import seq2seq  # noqa: F401

@@ -1,7 +1,7 @@
 """Text-in, text-out TensorFlow SavedModel export of a translator.
 
 `export_translator` writes a `keras_mha.seq2seq.Translator` (its subword
-tokenizers, its model and the cached greedy decoding loop) into one
+tokenizer, its model and the cached greedy decoding loop) into one
 SavedModel whose `serving_default` signature maps a batch of strings to
 their translations. The graph holds TensorFlow and TensorFlow Text ops
 only: a process that has TensorFlow and TensorFlow Text's kernels serves
@@ -48,14 +48,22 @@ def export_translator(path, translator, overwrite=False):
 
     >>> export_translator("runs/translate/savedmodel", translator)
     """
-    import tensorflow as tf
-
     if keras.backend.backend() != "tensorflow":
         # The SavedModel is a TensorFlow graph of the model's own ops.
         raise ValueError(
             "`export_translator` needs the TensorFlow backend "
             "(KERAS_BACKEND=tensorflow). "
             f"Received: backend={keras.backend.backend()!r}"
+        )
+    if translator.source_tokenizer is not translator.target_tokenizer:
+        # TF Text's SentencePiece resources are kernel-owned: two of them
+        # restored from one SavedModel can get the same name and share one
+        # model, so the server would detokenize with the source's pieces.
+        raise ValueError(
+            "`translator` expected one tokenizer for both sides (as "
+            "`build_translator` makes): a SavedModel cannot restore two "
+            "SentencePiece models apart. Received: different "
+            "source_tokenizer and target_tokenizer"
         )
     path = os.path.abspath(os.fspath(path))
     if os.path.exists(path) and not overwrite:
@@ -64,26 +72,13 @@ def export_translator(path, translator, overwrite=False):
             f"Received: path={path!r}"
         )
 
-    def serve(sentences):
-        return {"translations": translator.strings_to_strings(sentences)}
-
-    archive = keras.export.ExportArchive()
-    for resource in (
-        translator.model,
-        translator.source_tokenizer,
-        translator.target_tokenizer,
-    ):
-        archive.track(resource)
-    archive.add_endpoint(
-        "serving_default",
-        serve,
-        input_signature=[tf.TensorSpec((None,), tf.string, name="sentences")],
-    )
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
-        archive.write_out(staging, verbose=False)
+        translator.with_live_tokenizers(
+            lambda: _write_archive(translator, staging)
+        )
         if not os.path.exists(path):
             os.rename(staging, path)
         else:
@@ -99,3 +94,21 @@ def export_translator(path, translator, overwrite=False):
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path
+
+
+def _write_archive(translator, directory):
+    """Traces `translator.strings_to_strings` and writes the SavedModel."""
+    import tensorflow as tf
+
+    def serve(sentences):
+        return {"translations": translator.strings_to_strings(sentences)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(translator.model)
+    archive.track(translator.source_tokenizer)
+    archive.add_endpoint(
+        "serving_default",
+        serve,
+        input_signature=[tf.TensorSpec((None,), tf.string, name="sentences")],
+    )
+    archive.write_out(directory, verbose=False)

@@ -20,11 +20,15 @@ def build_translator(
     dropout=0.1,
     max_length=None,
 ):
-    """Learns the tokenizers from `train_pairs` and builds the model.
+    """Learns the tokenizer from `train_pairs` and builds the model.
+
+    One subword tokenizer is learned from both sides and serves both (a
+    joint vocabulary, as is usual in translation; it also lets a SavedModel
+    restore a single SentencePiece resource, see `export_translator`).
 
     Args:
         train_pairs: list of `(source, target)` strings.
-        vocabulary_size: int. Most subword pieces of each tokenizer.
+        vocabulary_size: int. Most subword pieces.
         hidden_dim, num_heads, intermediate_dim, num_layers, dropout: of
             `TransformerSeq2Seq`.
         max_length: int or `None`. Most target tokens decoded; `None` takes
@@ -35,18 +39,17 @@ def build_translator(
         An untrained `Translator`.
     """
     sources, targets = zip(*train_pairs)
-    source_tokenizer = train_tokenizer(sources, vocabulary_size)
-    target_tokenizer = train_tokenizer(targets, vocabulary_size)
+    tokenizer = train_tokenizer(sources + targets, vocabulary_size)
     model = TransformerSeq2Seq(
-        source_tokenizer.vocabulary_size(),
-        target_tokenizer.vocabulary_size(),
+        tokenizer.vocabulary_size(),
+        tokenizer.vocabulary_size(),
         hidden_dim=hidden_dim,
         num_heads=num_heads,
         intermediate_dim=intermediate_dim,
         num_layers=num_layers,
         dropout=dropout,
     )
-    translator = Translator(model, source_tokenizer, target_tokenizer)
+    translator = Translator(model, tokenizer, tokenizer)
     if max_length is None:
         longest = max(len(ids) for ids in translator.token_ids(train_pairs)[1])
         max_length = longest + longest // 4

@@ -122,7 +122,9 @@ class Translator:
         translations = []
         for i in range(0, len(sentences), batch_size):
             batch = tf.constant(sentences[i : i + batch_size], tf.string)
-            texts = self._translate_batch(batch, sampler)
+            texts = self.with_live_tokenizers(
+                lambda batch=batch: self._translate_batch(batch, sampler)
+            )
             translations += [text.decode("utf-8") for text in texts.numpy()]
         return translations
 
@@ -163,6 +165,28 @@ class Translator:
                 self._functions[key] = run
         return self._functions[key](sentences)
 
+    def with_live_tokenizers(self, call):
+        """`call()`, run again on fresh tokenizer resources if TensorFlow
+        dropped them.
+
+        TF Text keeps a SentencePiece model in a resource that TensorFlow
+        deletes when its kernel cache is cleared, as `tf.random.set_seed`
+        (and so `keras.utils.set_random_seed`) does.
+        """
+        import tensorflow as tf
+
+        try:
+            return call()
+        except tf.errors.NotFoundError as error:
+            if "SentencepieceOp" not in str(error):
+                raise
+        for tokenizer in {
+            id(t): t for t in (self.source_tokenizer, self.target_tokenizer)
+        }.values():
+            tokenizer.set_proto(tokenizer.proto)
+        self._functions.clear()
+        return call()
+
     # Training data.
 
     def token_ids(self, pairs):
@@ -172,10 +196,12 @@ class Translator:
 
         sources, targets = zip(*pairs)
         # In a graph, keras_hub's tokenizers return tf.RaggedTensors.
-        source_ids = tf.function(self.source_ids)(tf.constant(sources))
-        source_ids = source_ids.numpy()
-        pieces = tf.function(self.target_tokenizer)(tf.constant(targets))
-        pieces = pieces.to_list()
+        source_ids = self.with_live_tokenizers(
+            lambda: tf.function(self.source_ids)(tf.constant(sources))
+        ).numpy()
+        pieces = self.with_live_tokenizers(
+            lambda: tf.function(self.target_tokenizer)(tf.constant(targets))
+        ).to_list()
         source_ids = [row[row != 0] for row in source_ids]
         target_ids = [
             np.array([START_ID, *row[: self.max_length - 1], END_ID], "int32")
@@ -268,13 +294,16 @@ class Translator:
         model = keras.models.load_model(
             os.path.join(directory, "translator.keras")
         )
-        tokenizers = []
+        protos = []
         for name in ("source", "target"):
             with open(os.path.join(directory, f"{name}.spm"), "rb") as file:
-                proto = file.read()
-            tokenizers.append(
-                keras_hub.tokenizers.SentencePieceTokenizer(proto=proto)
-            )
+                protos.append(file.read())
+        tokenizers = [
+            keras_hub.tokenizers.SentencePieceTokenizer(proto=proto)
+            for proto in dict.fromkeys(protos)
+        ]
+        if len(tokenizers) == 1:  # One joint tokenizer serves both sides.
+            tokenizers *= 2
         with open(os.path.join(directory, "translator.json")) as file:
             lengths = json.load(file)
         return cls(model, *tokenizers, **lengths)
