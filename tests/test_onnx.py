@@ -166,16 +166,17 @@ def test_decode_loop_is_blocked_by_keras_backend_ops(translator):
     that tf2onnx cannot convert."""
     import tensorflow as tf
 
-    from keras_mha.seq2seq import decode
+    from keras_mha.seq2seq.decoding import decode_function
+    from keras_mha.seq2seq.decoding import greedy_sampler
 
     session, unsupported, error = convert(
-        lambda source_ids: decode(
+        decode_function(
             translator.model,
-            source_ids,
             MAX_LENGTH,
             START_ID,
             END_ID,
-            compile=False,
+            greedy_sampler(),
+            use_cache=True,
         ),
         [_spec((None, None), tf.int32, "source_ids")],
     )

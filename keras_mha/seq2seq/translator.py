@@ -108,13 +108,14 @@ class Translator:
         ids = decode_ids(self.source_ids(sentences))
         return self.target_texts(ids, sentences)
 
-    def translate(self, sentences, batch_size=256, sampler=None):
+    def translate(self, sentences, batch_size=256, sampler=None, compile=True):
         """Translates a list of strings; returns a list of strings.
 
         On TensorFlow it runs `strings_to_strings` as one `tf.function`, the
         graph that `export_translator` serves; on JAX and PyTorch the
         tokenizers run in TensorFlow and the decoding loop is compiled for
-        the backend.
+        the backend. `compile=False` runs the decoding loop eagerly, op by
+        op (for debugging; much slower).
         """
         import tensorflow as tf
 
@@ -123,7 +124,9 @@ class Translator:
         for i in range(0, len(sentences), batch_size):
             batch = tf.constant(sentences[i : i + batch_size], tf.string)
             texts = self.with_live_tokenizers(
-                lambda batch=batch: self._translate_batch(batch, sampler)
+                lambda batch=batch: self._translate_batch(
+                    batch, sampler, compile
+                )
             )
             translations += [text.decode("utf-8") for text in texts.numpy()]
         return translations
@@ -142,19 +145,21 @@ class Translator:
                     input_signature=[tf.TensorSpec((None,), tf.string)],
                 )
             else:
-                decode_ids = compiled(
+                decode_ids = decode_function(
                     self.model,
+                    self.max_length,
+                    START_ID,
+                    END_ID,
                     sampler,
-                    ("translate", self.max_length),
-                    decode_function(
-                        self.model,
-                        self.max_length,
-                        START_ID,
-                        END_ID,
-                        sampler,
-                        use_cache=True,
-                    ),
+                    use_cache=True,
                 )
+                if compile:
+                    decode_ids = compiled(
+                        self.model,
+                        sampler,
+                        ("translate", self.max_length),
+                        decode_ids,
+                    )
                 source_ids = tf.function(self.source_ids)
 
                 def run(sentences):
