@@ -170,7 +170,7 @@ def test_models_save_and_load_with_their_cache(
 
 
 def test_model_rejects_a_bad_size():
-    with pytest.raises(ValueError, match="num_layers=0"):
-        seq2seq.TransformerSeq2Seq(10, 10, num_layers=0)
+    with pytest.raises(ValueError, match="num_layers=-1"):
+        seq2seq.TransformerSeq2Seq(10, 10, num_layers=-1)
     with pytest.raises(ValueError, match="hidden_dim=16.5"):
         seq2seq.TransformerCausalLM(10, hidden_dim=16.5)

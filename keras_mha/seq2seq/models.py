@@ -114,19 +114,20 @@ class _DecoderStack:
     def _store(
         self, hidden_dim, num_heads, intermediate_dim, num_layers, dropout
     ):
-        for name, value in (
-            ("hidden_dim", hidden_dim),
-            ("num_heads", num_heads),
-            ("intermediate_dim", intermediate_dim),
-            ("num_layers", num_layers),
+        for name, value, least in (
+            ("hidden_dim", hidden_dim, 1),
+            ("num_heads", num_heads, 1),
+            ("intermediate_dim", intermediate_dim, 1),
+            # No blocks: embeddings and logits only (for profiling).
+            ("num_layers", num_layers, 0),
         ):
             if (
                 not isinstance(value, int)
                 or isinstance(value, bool)
-                or value < 1
+                or value < least
             ):
                 raise ValueError(
-                    f"`{name}` expected a positive integer. "
+                    f"`{name}` expected an integer >= {least}. "
                     f"Received: {name}={value!r}"
                 )
         self.hidden_dim, self.num_heads = hidden_dim, num_heads
