@@ -131,15 +131,14 @@ class Translator:
             translations += [text.decode("utf-8") for text in texts.numpy()]
         return translations
 
-    def _translate_batch(self, sentences, sampler):
+    def _translate_batch(self, sentences, sampler, compile=True):
         import tensorflow as tf
 
         sampler = sampler or greedy_sampler()
-        key = repr(
-            (type(sampler).__name__, sorted(sampler.get_config().items()))
-        )
+        config = sorted(sampler.get_config().items())
+        key = repr((type(sampler).__name__, config, compile))
         if key not in self._functions:
-            if keras.backend.backend() == "tensorflow":
+            if keras.backend.backend() == "tensorflow" and compile:
                 self._functions[key] = tf.function(
                     lambda s: self.strings_to_strings(s, sampler),
                     input_signature=[tf.TensorSpec((None,), tf.string)],
