@@ -44,15 +44,20 @@ print(json.dumps([text.decode("utf-8") for text in texts.numpy()]))
 
 
 def run_script(name, argv):
-    """Runs `examples/name` and returns its JSON summary (last line)."""
-    result = subprocess.run(
+    """Runs `examples/name`, showing its output as it comes; returns its
+    JSON summary (the last line)."""
+    with subprocess.Popen(
         [sys.executable, os.path.join(HERE, name), *argv],
         stdout=subprocess.PIPE,
         text=True,
-        check=True,
-    )
-    print(result.stdout, end="")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    ) as process:
+        lines = []
+        for line in process.stdout:
+            print(line, end="", flush=True)
+            lines.append(line)
+    if process.returncode:
+        raise SystemExit(f"{name} failed with exit code {process.returncode}")
+    return json.loads(lines[-1])
 
 
 def serve_in_fresh_process(savedmodel, sentences):
