@@ -123,7 +123,8 @@ def main(argv=None):
     ]:
         print(f"  {what:17} {path}")
     print(
-        f"  Serve it: saved_model_cli run --dir {metrics['savedmodel']} "
+        "  Serve it: python examples/saved_model_cli.py run --dir "
+        f"{metrics['savedmodel']} "
         "--tag_set serve --signature_def serving_default "
         "--input_exprs 'sentences=[\"Paul has forty-one boats.\"]'"
     )
