@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The SavedModel export runs TensorFlow ops inside its graph.
 TENSORFLOW = keras.backend.backend() == "tensorflow"
 TINY_TRANSLATOR = [
-    *("--num-pairs", "300", "--epochs", "2", "--vocabulary-size", "300"),
+    *("--num-pairs", "300", "--epochs", "2", "--vocabulary-size", "500"),
     *("--hidden-dim", "16", "--num-heads", "2", "--intermediate-dim", "16"),
     *("--num-layers", "1", "--batch-size", "32", "--max-length", "12"),
     *("--verbose", "0"),

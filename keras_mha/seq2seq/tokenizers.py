@@ -54,6 +54,18 @@ def train_tokenizer(texts, vocabulary_size=1000, model_type="unigram"):
     if not texts:
         raise ValueError("`texts` expected at least one non-blank text.")
     proto = io.BytesIO()
+    try:
+        _train(sentencepiece, texts, proto, vocabulary_size, model_type)
+    except RuntimeError as error:
+        # SentencePiece needs a piece for each character it keeps.
+        raise ValueError(
+            f"`vocabulary_size` is too small for the characters of `texts` "
+            f"({error}). Received: vocabulary_size={vocabulary_size}"
+        ) from error
+    return keras_hub.tokenizers.SentencePieceTokenizer(proto=proto.getvalue())
+
+
+def _train(sentencepiece, texts, proto, vocabulary_size, model_type):
     sentencepiece.SentencePieceTrainer.train(
         sentence_iterator=iter(texts),
         model_writer=proto,
@@ -73,4 +85,3 @@ def train_tokenizer(texts, vocabulary_size=1000, model_type="unigram"):
         num_threads=1,
         minloglevel=2,
     )
-    return keras_hub.tokenizers.SentencePieceTokenizer(proto=proto.getvalue())
