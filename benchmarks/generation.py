@@ -5,13 +5,16 @@ feed-forward width, vocabulary), all through keras_hub's `GreedySampler`
 in one XLA-compiled function, as keras_hub's `GPT2CausalLM.generate_step`
 does:
 
-- `keras_mha`: our `TransformerDecoderBlock`s with their key/value cache,
-  one token per step;
+- `keras_mha`: `keras_mha.seq2seq.TransformerCausalLM` with the key/value
+  cache it declares (`build_cache`, `call_with_cache`), one token per step;
 - `keras_hub`: keras_hub's `TransformerDecoder`s with theirs, the same way;
-- `recompute`: the same layers as `keras_mha` (so the same weights and the
+- `recompute`: the same model as `keras_mha` (so the same weights and the
   same tokens), with no cache: every step runs the whole token buffer of
   `prompt + new` positions, which is how a compiled loop with static shapes
   recomputes the prefix (the causal mask makes later positions irrelevant).
+
+keras_hub's blocks run through the same cached loop as ours,
+`keras_mha.seq2seq.call_blocks_with_cache`.
 """
 
 import numpy as np
@@ -23,76 +26,73 @@ from benchmarks.timing import log
 IMPLS = ("keras_mha", "keras_hub", "recompute")
 
 
-def keras_mha_has_cache():
-    """Whether our decoder block has the key/value cache API yet."""
-    import keras_mha
+class _KerasHubStack:
+    """keras_hub's embedding, sine positions, decoder blocks and head, with
+    the interface of `TransformerCausalLM` that `make_generate` uses."""
 
-    return hasattr(keras_mha.TransformerDecoderBlock, "get_initial_cache")
-
-
-class _Stack:
-    """Embedding, sine positions, decoder blocks and the vocabulary head."""
-
-    def __init__(self, impl, cfg):
+    def __init__(self, cfg):
         import keras
         import keras_hub
 
-        import keras_mha
-
-        self.impl = impl  # "keras_mha" or "keras_hub": whose blocks
         self.cfg = cfg
         self.embedding = keras.layers.Embedding(cfg["vocab"], cfg["width"])
+        self.position = keras_hub.layers.SinePositionEncoding()
         self.head = keras.layers.Dense(cfg["vocab"])
-        if impl == "keras_hub":
-            position = keras_hub.layers.SinePositionEncoding()
-            self.positions = lambda x, i: x + position(x, start_index=i)
-            self.blocks = [
-                keras_hub.layers.TransformerDecoder(
-                    cfg["intermediate_dim"], cfg["num_heads"]
-                )
-                for _ in range(cfg["num_blocks"])
-            ]
-        else:
-            position = keras_mha.SinusoidalPositionEncoding()
-            self.positions = lambda x, i: position(x, start_index=i)
-            self.blocks = [
-                keras_mha.TransformerDecoderBlock(
-                    cfg["num_heads"], intermediate_dim=cfg["intermediate_dim"]
-                )
-                for _ in range(cfg["num_blocks"])
-            ]
+        self.blocks = [
+            keras_hub.layers.TransformerDecoder(
+                cfg["intermediate_dim"], cfg["num_heads"]
+            )
+            for _ in range(cfg["num_blocks"])
+        ]
 
-    def __call__(self, token_ids):
-        """Logits of every position, no cache: `(b, t) -> (b, t, vocab)`."""
-        x = self.positions(self.embedding(token_ids), 0)
+    def _embed(self, token_ids, index):
+        x = self.embedding(token_ids)
+        return x + self.position(x, start_index=index)
+
+    def __call__(self, token_ids, training=False):
+        x = self._embed(token_ids, 0)
         for block in self.blocks:
             x = block(x)
         return self.head(x)
 
-    def initial_cache(self, batch):
-        length = self.cfg["max_length"]
-        if self.impl == "keras_hub":
-            # keras_hub's layout: (b, 2, max_length, n, h).
-            heads = self.cfg["num_heads"]
-            shape = (batch, 2, length, heads, self.cfg["width"] // heads)
-            from keras import ops
+    def build_cache(self, token_ids, max_length):
+        from keras import ops
 
-            zeros = ops.zeros(shape)
-            return tuple(zeros for _ in self.blocks)
-        return tuple(b.get_initial_cache(batch, length) for b in self.blocks)
+        # keras_hub's layout: (b, 2, max_length, n, h).
+        heads = self.cfg["num_heads"]
+        shape = (
+            ops.shape(token_ids)[0],
+            2,
+            max_length,
+            heads,
+            self.cfg["width"] // heads,
+        )
+        empty = tuple(ops.zeros(shape) for _ in self.blocks)
+        return self.call_with_cache(token_ids, empty, 0)[1]
 
     def call_with_cache(self, token_ids, cache, index):
-        """Logits of `token_ids` placed at `index`, and the updated cache."""
-        x = self.positions(self.embedding(token_ids), index)
-        updated = []
-        for block, block_cache in zip(self.blocks, cache):
-            x, block_cache = block(
-                x,
-                self_attention_cache=block_cache,
-                self_attention_cache_update_index=index,
-            )
-            updated.append(block_cache)
-        return self.head(x), tuple(updated)
+        from keras_mha.seq2seq import call_blocks_with_cache
+
+        x, cache = call_blocks_with_cache(
+            self._embed(token_ids, index), self.blocks, cache, index
+        )
+        return self.head(x), cache
+
+
+def make_stack(impl, cfg):
+    """`TransformerCausalLM` (ours) or keras_hub's stack of the same sizes."""
+    if impl == "keras_hub":
+        return _KerasHubStack(cfg)
+    from keras_mha.seq2seq import TransformerCausalLM
+
+    return TransformerCausalLM(
+        cfg["vocab"],
+        hidden_dim=cfg["width"],
+        num_heads=cfg["num_heads"],
+        intermediate_dim=cfg["intermediate_dim"],
+        num_layers=cfg["num_blocks"],
+        dropout=0.0,
+    )
 
 
 def make_generate(stack, batch, prompt_length, cached):
@@ -114,7 +114,7 @@ def make_generate(stack, batch, prompt_length, cached):
         return ops.squeeze(logits, axis=1), None, cache
 
     def next_recompute(prompt, cache, index):
-        logits = stack(prompt)  # (b, max_length, vocab)
+        logits = stack(prompt, training=False)  # (b, max_length, vocab)
         return ops.take(logits, index - 1, axis=1), None, cache
 
     @tf.function(jit_compile=True)
@@ -122,9 +122,7 @@ def make_generate(stack, batch, prompt_length, cached):
         cache = None
         if cached:
             # Seed the cache with one pass over the prompt buffer.
-            _, cache = stack.call_with_cache(
-                token_ids, stack.initial_cache(batch), 0
-            )
+            cache = stack.build_cache(token_ids, token_ids.shape[1])
         return sampler(
             next=next_cached if cached else next_recompute,
             prompt=token_ids,
@@ -162,18 +160,12 @@ def run(cfg, batch, prompt_length, rounds, peak):
     """Generates with each way; returns rows of the table."""
     rows = []
     impls = list(IMPLS)
-    if not keras_mha_has_cache():
-        log(
-            "generation: TransformerDecoderBlock has no get_initial_cache "
-            "yet; keras_mha cached decoding is unavailable"
-        )
-        impls.remove("keras_mha")
     rng = np.random.default_rng(0)
     prompt = rng.integers(1, cfg["vocab"], (batch, prompt_length))
     token_ids = np.zeros((batch, cfg["max_length"]), dtype="int32")
     token_ids[:, :prompt_length] = prompt
     padding_mask = token_ids != 0
-    ours, theirs = _Stack("keras_mha", cfg), _Stack("keras_hub", cfg)
+    ours, theirs = make_stack("keras_mha", cfg), make_stack("keras_hub", cfg)
     # Recompute runs our layers without the cache: the same weights.
     stacks = {"keras_mha": ours, "keras_hub": theirs, "recompute": ours}
     generates, outputs = {}, {}
@@ -197,16 +189,6 @@ def run(cfg, batch, prompt_length, rounds, peak):
             "prompt_length": prompt_length,
             "new_tokens": cfg["max_length"] - prompt_length,
         }
-        if impl not in best:
-            rows.append(
-                {
-                    **row,
-                    "status": "unavailable",
-                    "reason": "TransformerDecoderBlock has no "
-                    "get_initial_cache",
-                }
-            )
-            continue
         flops = generated_flops(cfg, batch, prompt_length, impl != "recompute")
         row.update(
             status="ok",

@@ -85,7 +85,7 @@ def main(argv=None):
             "max_length": max_length,
         }
         for impl in ("keras_mha", "keras_hub"):
-            stack = generation._Stack(impl, cfg)
+            stack = generation.make_stack(impl, cfg)
             stack(token_ids[:, : args.prompt_length])  # builds the layers
             generate = generation.make_generate(
                 stack, 1, args.prompt_length, cached=True

@@ -14,17 +14,14 @@ import argparse
 import json
 import os
 
-import keras
 import numpy as np
-import translate
-import translation_data
+import tensorflow as tf
+from keras import ops
 
+from keras_mha.seq2seq import Translator
+from keras_mha.seq2seq import data
+from keras_mha.seq2seq.tokenizers import START_ID
 from keras_mha.visualize import plot_layer_attention
-
-
-def blocks(model, prefix):
-    """The model's layers named `prefix_0`, `prefix_1`, ... in order."""
-    return [layer for layer in model.layers if layer.name.startswith(prefix)]
 
 
 def top_pairs(scores, query_tokens, key_tokens, k=2):
@@ -42,69 +39,39 @@ def top_pairs(scores, query_tokens, key_tokens, k=2):
     return heads
 
 
-def draw_sentence(
-    sentence,
-    index,
-    encoder,
-    decoder,
-    source_vectorizer,
-    target_vocabulary,
-    args,
-):
+def pieces(tokenizer, ids):
+    return [tokenizer.id_to_token(int(i)) for i in ids]
+
+
+def draw_sentence(sentence, index, translator, args):
     """Draws and describes every block's heads for one sentence."""
-    source_ids = source_vectorizer([sentence])  # (1, s), no padding
-    source_tokens = [
-        source_vectorizer.get_vocabulary()[i]
-        for i in keras.ops.convert_to_numpy(source_ids[0])
-    ]
-    translation = translate.translate(
-        [sentence],
-        encoder,
-        decoder,
-        source_vectorizer,
-        target_vocabulary,
-        args.max_length,
-    )[0]
-    target_tokens = [translate.START] + translation.split()
-    target_ids = keras.ops.convert_to_tensor(
-        [[target_vocabulary.index(t) for t in target_tokens]]
+    model = translator.model
+    source_ids = tf.function(translator.source_ids)(tf.constant([sentence]))
+    source_ids = source_ids.numpy()  # (1, s), no padding
+    translation = translator.translate([sentence])[0]
+    target = tf.function(translator.target_tokenizer)(
+        tf.constant([translation])
     )
+    target_ids = np.array([[START_ID, *target.to_list()[0]]], "int32")
+    source_tokens = pieces(translator.source_tokenizer, source_ids[0])
+    target_tokens = pieces(translator.target_tokenizer, target_ids[0])
     print(f"\n{sentence}  ->  {translation}")
-    # Probe models give each block's input; the block is then called again
-    # on it, with its trained weights, to return the attention scores.
-    encoder_blocks, decoder_blocks = (
-        blocks(encoder, "encoder_block"),
-        blocks(decoder, "decoder_block"),
-    )
-    encoder_inputs = keras.tree.flatten(
-        keras.Model(encoder.inputs, [block.input for block in encoder_blocks])(
-            source_ids
-        )
-    )
-    encoded = encoder(source_ids)
-    source_mask = keras.ops.not_equal(source_ids, 0)
-    decoder_probe = keras.Model(
-        decoder.inputs, [block.input[0] for block in decoder_blocks]
-    )
-    decoder_probe.supports_masking = True  # As the decoder (see translate.py).
-    decoder_inputs = keras.tree.flatten(
-        decoder_probe([target_ids, encoded, source_mask])
-    )
+    # Each block's input, from the model's own layers in order.
+    x = model.source_position(model.source_embedding(source_ids))
+    runs = []
+    for block in model.encoder_blocks:
+        runs.append((block, (x,), {}, source_tokens, "self-attention"))
+        x = block(x)
+    encoded = model.encode(source_ids)
+    source_mask = ops.not_equal(source_ids, 0)
+    y = model.target_position(model.target_embedding(target_ids))
+    for block in model.decoder_blocks:
+        kwargs = {"encoder_padding_mask": source_mask}
+        runs.append((block, (y, encoded), kwargs, target_tokens, "cross"))
+        y = block(y, encoded, **kwargs)
     figures = []
-    runs = [
-        (block, (x,), {}, source_tokens, "self-attention")
-        for block, x in zip(encoder_blocks, encoder_inputs)
-    ] + [
-        (
-            block,
-            (y, encoded),
-            {"encoder_padding_mask": source_mask},
-            target_tokens,
-            "cross-attention",
-        )
-        for block, y in zip(decoder_blocks, decoder_inputs)
-    ]
     for block, inputs, kwargs, query_tokens, kind in runs:
+        kind = "cross-attention" if kind == "cross" else kind
         path = os.path.join(
             args.output_dir, f"sentence{index}_{block.name}.png"
         )
@@ -128,27 +95,17 @@ def draw_sentence(
 
 
 def run(args):
-    encoder, decoder, source_vectorizer, target_vocabulary = (
-        translate.load_translator(args.run_dir)
-    )
+    translator = Translator.load(args.run_dir)
     sentences = args.sentences or [
         source
-        for source, _ in translation_data.read_pairs(
+        for source, _ in data.read_pairs(
             os.path.join(args.run_dir, "held_out.tsv")
         )[: args.num_sentences]
     ]
     os.makedirs(args.output_dir, exist_ok=True)
     figures = []
     for index, sentence in enumerate(sentences):
-        figures += draw_sentence(
-            sentence,
-            index,
-            encoder,
-            decoder,
-            source_vectorizer,
-            target_vocabulary,
-            args,
-        )
+        figures += draw_sentence(sentence, index, translator, args)
     return {"figures": figures}
 
 
@@ -175,12 +132,6 @@ def parse_args(argv=None):
         "first held-out sentences of the run",
     )
     add("--num-sentences", type=int, default=2)
-    add(
-        "--max-length",
-        type=int,
-        default=24,
-        help="most target tokens decoded, the start token included",
-    )
     add("--top-k", type=int, default=2, help="links printed per head")
     args = parser.parse_args(argv)
     args.output_dir = args.output_dir or os.path.join(args.run_dir, "attention")

@@ -1,14 +1,19 @@
 """The tour of keras_mha that `make demo` runs, in a few minutes on a CPU.
 
-1. Trains the translator of `translate.py` on the generated corpus, with the
-   Keras progress bar, and prints its held-out exact match and BLEU.
-2. Draws its encoder self-attention and decoder cross-attention heads (PNG).
-3. Exports a SavedModel (done by `translate.py`), loads it in a fresh Python
-   process that imports nothing but TensorFlow, and translates three held-out
-   sentences through its `serving_default` signature.
+1. Trains the translator of `translate.py` (English -> French sentences with
+   spelled-out numbers: capitals, hyphens, elisions, final punctuation), with
+   the Keras progress bar, and prints its held-out exact match, BLEU, chrF.
+2. Draws its encoder self-attention and decoder cross-attention heads (PNG),
+   with `attention_heads.py`.
+3. Loads the SavedModel that `translate.py` exported in a fresh Python
+   process that cannot import Keras, keras_hub or keras_mha (only TensorFlow
+   and TensorFlow Text's kernels), and translates held-out sentences and one
+   with a made-up word through its `serving_default` signature.
 
-Options other than `--output-dir` go to `translate.py`, for example
-`python examples/demo.py --epochs 2`. The last line printed is a JSON summary.
+The steps run the example scripts as they would run from a shell. Options
+other than `--output-dir` go to `translate.py`, for example
+`python examples/demo.py --epochs 2`. The last line printed is a JSON
+summary.
 """
 
 import argparse
@@ -17,25 +22,47 @@ import os
 import subprocess
 import sys
 
-import attention_heads
-import translate
-import translation_data
+from keras_mha.seq2seq import data
 
-# Run in a fresh process: the export must serve without keras_mha or Keras.
+HERE = os.path.dirname(os.path.abspath(__file__))
+# Run in a fresh process: the export must serve without Keras. TF Text's
+# kernels are registered as a C++ server links them (`import
+# tensorflow_text` would import Keras).
 SERVE = """
-import json, sys
+import glob, importlib.machinery, json, os, sys
+spec = importlib.machinery.PathFinder.find_spec("tensorflow_text")
 for name in ("keras_mha", "keras", "keras_hub", "keras_nlp", "tensorflow_text"):
     sys.modules[name] = None
 import tensorflow as tf
+ops_dir = os.path.join(spec.submodule_search_locations[0], "python", "ops")
+for library in sorted(glob.glob(os.path.join(ops_dir, "_*.so"))):
+    tf.load_op_library(library)
 serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
 texts = serve(sentences=tf.constant(json.loads(sys.argv[2])))["translations"]
 print(json.dumps([text.decode("utf-8") for text in texts.numpy()]))
 """
 
 
+def run_script(name, argv):
+    """Runs `examples/name`, showing its output as it comes; returns its
+    JSON summary (the last line)."""
+    with subprocess.Popen(
+        [sys.executable, os.path.join(HERE, name), *argv],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as process:
+        lines = []
+        for line in process.stdout:
+            print(line, end="", flush=True)
+            lines.append(line)
+    if process.returncode:
+        raise SystemExit(f"{name} failed with exit code {process.returncode}")
+    return json.loads(lines[-1])
+
+
 def serve_in_fresh_process(savedmodel, sentences):
-    """Translates `sentences` with the SavedModel in a TensorFlow-only
-    process."""
+    """Translates `sentences` with the SavedModel in a process without
+    Keras."""
     result = subprocess.run(
         [sys.executable, "-c", SERVE, savedmodel, json.dumps(sentences)],
         capture_output=True,
@@ -59,48 +86,36 @@ def main(argv=None):
         help="everything the demo writes goes here",
     )
     args, translate_argv = parser.parse_known_args(argv)
-    translate_args = translate.parse_args(
-        ["--output-dir", args.output_dir, *translate_argv]
-    )
+    out = args.output_dir
 
     print("== 1. Training the translator (Ctrl-C, then rerun, resumes) ==")
-    metrics = translate.run(translate_args)
+    metrics = run_script("translate.py", ["--output-dir", out, *translate_argv])
     print(
         f"Held-out exact match {metrics['exact_match']:.3f}, "
-        f"BLEU {metrics['bleu']:.3f}, after {metrics['epochs']} epochs "
-        f"({metrics['seconds']:.0f} s)"
+        f"BLEU {metrics['bleu']:.1f}, chrF {metrics['chrf']:.1f}, after "
+        f"{metrics['epochs']} epochs ({metrics['seconds']:.0f} s)"
     )
 
     print("\n== 2. Drawing the attention heads ==")
-    figures = attention_heads.run(
-        attention_heads.parse_args(
-            [
-                "--run-dir",
-                args.output_dir,
-                "--num-sentences",
-                "1",
-                "--max-length",
-                str(translate_args.max_length),
-            ]
-        )
+    figures = run_script(
+        "attention_heads.py", ["--run-dir", out, "--num-sentences", "1"]
     )["figures"]
 
-    print(
-        "\n== 3. Serving the SavedModel in a fresh TensorFlow-only process =="
-    )
-    held_out = translation_data.read_pairs(
-        os.path.join(args.output_dir, "held_out.tsv")
-    )
-    sentences = [source for source, _ in held_out[:3]]
+    print("\n== 3. Serving the SavedModel in a fresh process without Keras ==")
+    held_out = data.read_pairs(os.path.join(out, "held_out.tsv"))[:3]
+    sentences = [source for source, _ in held_out]
+    sentences.append("Marie has eighty-two zorblaxes!")  # an unseen word
     served = serve_in_fresh_process(metrics["savedmodel"], sentences)
-    for sentence, translation in zip(sentences, served):
+    references = [target for _, target in held_out] + [None]
+    for sentence, translation, reference in zip(sentences, served, references):
         print(f"  {sentence}  ->  {translation}")
+        if reference is not None:
+            print(f"  {'':{len(sentence)}}     (reference: {reference})")
 
     print("\n== Files ==")
-    out = args.output_dir
     for what, path in [
         ("best checkpoint", os.path.join(out, "translator.keras")),
-        ("vocabularies", os.path.join(out, "vocabulary.json")),
+        ("tokenizers", os.path.join(out, "source.spm")),
         ("held-out pairs", os.path.join(out, "held_out.tsv")),
         ("TensorBoard logs", os.path.join(out, "logs")),
         ("attention heads", os.path.dirname(figures[0])),
@@ -108,9 +123,10 @@ def main(argv=None):
     ]:
         print(f"  {what:17} {path}")
     print(
-        f"  Serve it: saved_model_cli run --dir {metrics['savedmodel']} "
+        "  Serve it: python examples/saved_model_cli.py run --dir "
+        f"{metrics['savedmodel']} "
         "--tag_set serve --signature_def serving_default "
-        "--input_exprs 'sentences=[\"We want a red car.\"]'"
+        "--input_exprs 'sentences=[\"Paul has forty-one boats.\"]'"
     )
     summary = {**metrics, "figures": len(figures), "served": served}
     print(json.dumps(summary, ensure_ascii=False))

@@ -3,6 +3,7 @@
 import importlib
 
 from keras_mha import saving  # noqa: F401  (keras_mha.saving.save_model)
+from keras_mha import seq2seq  # noqa: F401  (keras_mha.seq2seq.Translator)
 from keras_mha.distribution import get_layout_map
 from keras_mha.multi_head_attention import MultiHeadAttention
 from keras_mha.multi_head_self_attention import MultiHeadSelfAttention

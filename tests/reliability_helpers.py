@@ -235,60 +235,6 @@ def jax_data_parallel(workdir, steps, global_batch):
     )
 
 
-def small_translation_model(epochs=4, seed=1):
-    """The example translator, tiny, trained `epochs` on generated pairs.
-
-    Returns `(model, translator)`: the teacher-forced model
-    `[source_ids, target_ids] -> logits`, and `(encoder, decoder,
-    source_vectorizer, target_vocabulary)`, the arguments that
-    `keras_mha.export.export_translator` takes. With `epochs=0` the weights
-    stay at their (seeded) initial values. TensorFlow backend only: the
-    vectorizers run TensorFlow string ops.
-    """
-    examples = os.path.join(REPO_ROOT, "examples")
-    if examples not in sys.path:
-        sys.path.insert(0, examples)
-    import translate
-    import translation_data
-
-    keras.utils.set_random_seed(seed)
-    pairs = translation_data.generate_pairs(600, seed=seed)
-    source_vectorizer = translate.make_vectorizer()
-    target_vectorizer = translate.make_vectorizer()
-    source_vectorizer.adapt([source for source, _ in pairs])
-    target_vectorizer.adapt([f"[start] {target} [end]" for _, target in pairs])
-    model, encoder, decoder = translate.build_translator(
-        source_vectorizer.vocabulary_size(),
-        target_vectorizer.vocabulary_size(),
-        hidden_dim=32,
-        num_heads=2,
-        intermediate_dim=32,
-        num_layers=1,
-        dropout=0.0,
-    )
-    # Vectorizing also builds the vectorizers, which an export needs.
-    inputs, labels = translate.vectorize_pairs(
-        pairs, source_vectorizer, target_vectorizer
-    )
-    if epochs:
-        model.compile(
-            "adam",
-            keras.losses.SparseCategoricalCrossentropy(
-                from_logits=True, ignore_class=0
-            ),
-        )
-        model.fit(inputs, labels, batch_size=32, epochs=epochs, verbose=0)
-    return (
-        model,
-        (
-            encoder,
-            decoder,
-            source_vectorizer,
-            target_vectorizer.get_vocabulary(),
-        ),
-    )
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(

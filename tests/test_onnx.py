@@ -1,16 +1,14 @@
 """Converting the translator to ONNX (tf2onnx) and running it in onnxruntime.
 
 - The string-to-string SavedModel of `export_translator` converts only in
-  part: tf2onnx has no ONNX equivalent for three of its string ops
-  (`StaticRegexReplace` and `StringSplitV2` in the vectorizer,
-  `UnsortedSegmentJoin` in detokenization) nor for two ops of the decode
-  loop (`Bitcast`, from `keras.ops.argmax`, and `XlaDynamicUpdateSlice`,
-  from `keras.ops.slice_update`); it leaves them as TensorFlow nodes, and
-  onnxruntime refuses to load the result.
+  part: tf2onnx has no ONNX equivalent for TensorFlow Text's SentencePiece
+  ops (tokenization and detokenization) nor for ops of the decode loop
+  (such as `XlaDynamicUpdateSlice`, from `keras.ops.slice_update`); it
+  leaves them as TensorFlow nodes, and onnxruntime refuses the result.
 - The numeric core converts and runs in onnxruntime with TensorFlow's
   outputs: the teacher-forced model `[source_ids, target_ids] -> logits`,
-  and the encoder and decoder of the export contract, which a greedy loop in
-  NumPy turns into the same token ids as `keras_mha.export.decode`.
+  and its `encode` and `call_decoder`, which a greedy loop in NumPy turns
+  into the same token ids as `keras_mha.seq2seq.decode`.
 
 Each conversion takes 10-60 s on a small CPU machine, so the default suite
 runs only the teacher-forced model; the slow suite runs the rest.
@@ -26,7 +24,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.reliability_helpers import small_translation_model
+from tests.seq2seq_helpers import small_translator
 
 if keras.backend.backend() != "tensorflow":
     pytest.skip(
@@ -42,8 +40,7 @@ ort = pytest.importorskip(
 InvalidGraph = ort.capi.onnxruntime_pybind11_state.InvalidGraph
 
 OPSET, MAX_LENGTH = 18, 14
-STRING_OPS = {"StaticRegexReplace", "StringSplitV2", "UnsortedSegmentJoin"}
-DECODE_LOOP_OPS = {"Bitcast", "XlaDynamicUpdateSlice"}
+STRING_OPS = {"SentencepieceTokenizeOp", "SentencepieceDetokenizeOp"}
 # Token id batches of distinct shapes, with padding (0) at different places.
 SOURCES = [
     np.array([[5, 9, 3, 0, 0], [4, 4, 7, 8, 2]], "int32"),
@@ -57,10 +54,13 @@ TARGETS = [
 ]
 
 
+START_ID, END_ID = 2, 3
+
+
 @pytest.fixture(scope="module")
 def translator():
-    """`(model, (encoder, decoder, source_vectorizer, vocabulary))`."""
-    return small_translation_model(epochs=0)
+    """An untrained (seeded) `Translator`."""
+    return small_translator(epochs=0)[0]
 
 
 def _spec(shape, dtype, name):
@@ -105,6 +105,17 @@ def convert(function, input_signature):
     return session, handler.ops, None
 
 
+def text_op_libraries():
+    """The `_*.so` kernel libraries of the installed tensorflow_text."""
+    import glob
+    import importlib.util
+
+    root = importlib.util.find_spec(
+        "tensorflow_text"
+    ).submodule_search_locations
+    return sorted(glob.glob(os.path.join(root[0], "python", "ops", "_*.so")))
+
+
 @pytest.mark.slow
 def test_string_to_string_export_is_blocked_by_string_ops(translator, tmp_path):
     """The exported SavedModel, converted as a user would, on the command
@@ -112,9 +123,8 @@ def test_string_to_string_export_is_blocked_by_string_ops(translator, tmp_path):
     the model it writes."""
     from keras_mha.export import export_translator
 
-    path = export_translator(
-        tmp_path / "translator", *translator[1], max_length=MAX_LENGTH
-    )
+    translator.max_length = MAX_LENGTH
+    path = export_translator(tmp_path / "translator", translator)
     output = tmp_path / "translator.onnx"
     result = subprocess.run(
         [
@@ -127,6 +137,9 @@ def test_string_to_string_export_is_blocked_by_string_ops(translator, tmp_path):
             str(output),
             "--opset",
             str(OPSET),
+            # TF Text's kernels, so that TensorFlow can load the export.
+            "--load_op_libraries",
+            ",".join(text_op_libraries()),
         ],
         check=False,
         capture_output=True,
@@ -141,8 +154,7 @@ def test_string_to_string_export_is_blocked_by_string_ops(translator, tmp_path):
         )
     )
     # The string ops block the conversion whatever the decode loop holds.
-    assert unsupported >= STRING_OPS, result.stderr[-3000:]
-    assert unsupported <= STRING_OPS | DECODE_LOOP_OPS, unsupported
+    assert unsupported & STRING_OPS, result.stderr[-3000:]
     with pytest.raises(InvalidGraph, match="No Op registered for") as info:
         ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
     assert any(op in str(info.value) for op in unsupported), info.value
@@ -151,29 +163,31 @@ def test_string_to_string_export_is_blocked_by_string_ops(translator, tmp_path):
 @pytest.mark.slow
 def test_decode_loop_is_blocked_by_keras_backend_ops(translator):
     """Without the strings, ids in and ids out, the loop still holds ops
-    that tf2onnx cannot convert (they come from `keras.ops.argmax` and
-    `keras.ops.slice_update` on the TensorFlow backend)."""
+    that tf2onnx cannot convert."""
     import tensorflow as tf
 
-    from keras_mha.export import decode
+    from keras_mha.seq2seq.decoding import decode_function
+    from keras_mha.seq2seq.decoding import greedy_sampler
 
-    encoder, decoder, _, vocabulary = translator[1]
-    start_id, end_id = vocabulary.index("[start]"), vocabulary.index("[end]")
     session, unsupported, error = convert(
-        lambda source_ids: decode(
-            encoder, decoder, source_ids, MAX_LENGTH, start_id, end_id
+        decode_function(
+            translator.model,
+            MAX_LENGTH,
+            START_ID,
+            END_ID,
+            greedy_sampler(),
+            use_cache=True,
         ),
         [_spec((None, None), tf.int32, "source_ids")],
     )
-    assert session is None
-    assert unsupported and unsupported <= DECODE_LOOP_OPS, unsupported
+    assert session is None and unsupported, (unsupported, error)
     assert "No Op registered for" in error
 
 
 def test_teacher_forced_model_runs_in_onnxruntime(translator):
     import tensorflow as tf
 
-    model = translator[0]
+    model = translator.model
     session, unsupported, error = convert(
         lambda source, target: model([source, target], training=False),
         [
@@ -191,7 +205,7 @@ def test_teacher_forced_model_runs_in_onnxruntime(translator):
 
 
 def _greedy_decode(encoder, decoder, source_ids, start_id, end_id):
-    """`keras_mha.export.decode`'s greedy loop in NumPy over onnxruntime."""
+    """`keras_mha.seq2seq.decode`'s greedy loop in NumPy over onnxruntime."""
     encoded = encoder.run(None, {"source_ids": source_ids})[0]
     source_mask = source_ids != 0
     ids = np.zeros((len(source_ids), MAX_LENGTH), "int32")
@@ -216,16 +230,18 @@ def _greedy_decode(encoder, decoder, source_ids, start_id, end_id):
 
 @pytest.mark.slow
 def test_encoder_and_decoder_run_in_onnxruntime(translator):
-    """The two models of the export contract convert; onnxruntime gives
+    """The model's `encode` and `call_decoder` convert; onnxruntime gives
     TensorFlow's encodings and logits, and the same greedy translations."""
     import tensorflow as tf
 
-    from keras_mha.export import decode
+    from keras_mha.seq2seq import decode
 
-    encoder, decoder, _, vocabulary = translator[1]
-    width = encoder.output.shape[-1]
+    model = translator.model
+    encoder = model.encode
+    decoder = lambda inputs, training=False: model.call_decoder(*inputs)
+    width = model.hidden_dim
     encoder_session, unsupported, error = convert(
-        lambda source_ids: encoder(source_ids, training=False),
+        lambda source_ids: encoder(source_ids),
         [_spec((None, None), tf.int32, "source_ids")],
     )
     assert encoder_session is not None and not unsupported, error
@@ -241,7 +257,7 @@ def test_encoder_and_decoder_run_in_onnxruntime(translator):
     )
     assert decoder_session is not None and not unsupported, error
 
-    start_id, end_id = vocabulary.index("[start]"), vocabulary.index("[end]")
+    start_id, end_id = START_ID, END_ID
     for source, target in zip(SOURCES, TARGETS):
         encoded = encoder_session.run(None, {"source_ids": source})[0]
         expected = keras.ops.convert_to_numpy(encoder(source))
@@ -264,9 +280,7 @@ def test_encoder_and_decoder_run_in_onnxruntime(translator):
         ids = _greedy_decode(
             encoder_session, decoder_session, source, start_id, end_id
         )
-        expected_ids = decode(
-            encoder, decoder, source, MAX_LENGTH, start_id, end_id
-        )
+        expected_ids = decode(model, source, MAX_LENGTH, start_id, end_id)
         np.testing.assert_array_equal(
             ids, keras.ops.convert_to_numpy(expected_ids)
         )

@@ -20,3 +20,14 @@ def test_fifteen_line_example_runs_and_builds_a_model():
     model = namespace["model"]
     assert model.output_shape == (None, None, 1000)
     assert model.count_params() > 0
+
+
+def test_seq2seq_example_runs_and_translates(tmp_path, monkeypatch):
+    (code,) = _python_blocks("Translation and generation")
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    translations = namespace["translations"]
+    assert len(translations) == 2 and translations[1] == ""
+    assert all(isinstance(text, str) for text in translations)
+    assert (tmp_path / "runs" / "readme" / "translator.keras").exists()

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.reliability_helpers import small_translation_model
+from tests.seq2seq_helpers import small_translator
 
 pytestmark = [
     pytest.mark.skipif(
@@ -31,9 +31,9 @@ pytestmark = [
 THREADS, MAX_BATCH, MAX_LENGTH = 8, 32, 14
 # Resident memory may grow this much across the measured run. A warm
 # process still moves by a MB or two (malloc arenas of the 8 threads, TF's
-# allocator caches); keeping each request's logits alone (14 steps of 137
-# floats, about 7.5 KB a sentence) would grow it by about 25 MB over the
-# 3,347 sentences of the 200 requests.
+# allocator caches); keeping each request's logits alone (14 steps of a
+# few hundred floats a sentence) would grow it by tens of MB over the
+# thousands of sentences of the 200 requests.
 RSS_SLACK_MB = 16
 
 
@@ -53,9 +53,10 @@ def serve(tmp_path_factory):
 
     from keras_mha.export import export_translator
 
-    _, translator = small_translation_model(epochs=4)
+    translator, _ = small_translator(epochs=4)
+    translator.max_length = MAX_LENGTH
     path = tmp_path_factory.mktemp("serving") / "translator"
-    export_translator(path, *translator, max_length=MAX_LENGTH)
+    export_translator(path, translator)
     signature = tf.saved_model.load(str(path)).signatures["serving_default"]
 
     def translate(sentences):
@@ -67,12 +68,9 @@ def serve(tmp_path_factory):
 
 def make_requests(count, seed=0):
     """`count` batches of 1 to 32 sentences, 0 to 20 words each."""
-    import translation_data  # On the path once the translator is built.
+    from keras_mha.seq2seq import data
 
-    sentences = [
-        source
-        for source, _ in translation_data.generate_pairs(400, seed=seed + 7)
-    ]
+    sentences = [source for source, _ in data.number_pairs(400, seed=seed + 7)]
     rng = np.random.default_rng(seed)
     words = " ".join(sentences).split()
     # Beside whole sentences (4-10 words): empty, cut and run-on ones.
@@ -99,8 +97,10 @@ def test_concurrent_requests_equal_sequential_ones(serve, num_requests):
     expected = [serve(request) for request in requests]
     assert len({text for texts in expected for text in texts}) > 20
     with ThreadPoolExecutor(THREADS) as pool:
-        # Warm the threads too (thread stacks, per-thread malloc arenas).
-        list(pool.map(serve, requests[: 4 * THREADS]))
+        # Warm the threads too (thread stacks, per-thread malloc arenas,
+        # TensorFlow's per-shape kernels and allocator pools): one full
+        # concurrent pass, then the measured one.
+        list(pool.map(serve, requests))
         before = resident_mb()
         answers = list(pool.map(serve, requests))
         after = resident_mb()

@@ -1,12 +1,9 @@
-"""The sentence-pair reader, the generated corpus and the split."""
-
-import os
-import sys
+"""The sentence-pair reader, the gettext catalogs, the generated corpora
+and the split."""
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
-import translation_data
+from keras_mha.seq2seq import data as translation_data
 
 
 def write(tmp_path, text):
@@ -104,3 +101,63 @@ def test_split_pairs_partitions_the_pairs():
 def test_split_pairs_rejects_too_few_pairs():
     with pytest.raises(ValueError, match="too few"):
         translation_data.split_pairs([("a", "b"), ("c", "d")])
+
+
+def test_number_pairs_keep_capitals_hyphens_and_punctuation():
+    pairs = translation_data.number_pairs(500, seed=2)
+    assert pairs == translation_data.number_pairs(500, seed=2)
+    assert len({source for source, _ in pairs}) == 500
+    targets = [target for _, target in pairs]
+    assert all(t[0].isupper() and t[-1] in ".?!" for t in targets)
+    assert sum("-" in t for t in targets) > 250  # quatre-vingt-deux ...
+    assert any(t.endswith(" ?") for t in targets)  # French spacing
+    eighty_two = [t for s, t in pairs if " eighty-two " in s]
+    assert eighty_two and all(" quatre-vingt-deux " in t for t in eighty_two)
+
+
+PO = """
+msgid ""
+msgstr "Content-Type: text/plain; charset=UTF-8\\n"
+
+msgid "Save"
+msgstr "Enregistrer"
+
+#, fuzzy
+msgid "Delete"
+msgstr "Supprimer"
+
+msgid "%(count)s item"
+msgid_plural "%(count)s items"
+msgstr[0] "%(count)s élément"
+msgstr[1] "%(count)s éléments"
+
+msgid "Untranslated"
+msgstr ""
+
+msgid "Two\\nlines"
+msgstr "Deux\\nlignes"
+
+msgid "It's l'été"
+msgstr "C'est l'été"
+
+msgid "Save"
+msgstr "Sauver"
+"""
+
+
+def test_catalog_pairs_skip_fuzzy_plural_empty_and_multiline(tmp_path):
+    path = tmp_path / "django.po"
+    path.write_text(PO, encoding="utf-8")
+    assert translation_data.catalog_pairs([str(path)]) == [
+        ("Save", "Enregistrer"),
+        ("It's l'été", "C'est l'été"),
+    ]
+
+
+def test_installed_catalogs_hold_human_translations():
+    paths = translation_data.installed_catalogs()
+    if not paths:
+        pytest.skip("django and sphinx are not installed (the test extra)")
+    pairs = translation_data.catalog_pairs(paths)
+    assert len(pairs) > 1000
+    assert all(source and target for source, target in pairs)

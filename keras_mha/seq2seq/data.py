@@ -1,13 +1,20 @@
-"""Sentence pairs for the translation examples: a TSV reader and a corpus.
+"""Sentence pairs: a TSV reader, gettext catalogs and generated corpora.
 
 `read_pairs` reads a user's `source<TAB>target` file (the Anki / Tatoeba
-format, where extra columns may follow). `generate_pairs` writes, offline and
+format, where extra columns may follow). `catalog_pairs` turns installed
+gettext catalogs (`.po` files, human translations that pip packages such as
+Django and Sphinx ship) into pairs. `generate_pairs` writes, offline and
 deterministically, an English -> Spanish-like corpus from a small grammar with
 real structure: word mapping, gender and number agreement of determiners and
 adjectives, subject-verb agreement, adjectives after the noun, `a` before an
 animate object (contracted with `el` to `al`) and negation with "no".
+`number_pairs` writes English -> French sentences about counted things, whose
+targets carry capitals, hyphenated numbers (`quatre-vingt-deux`), elisions
+and final punctuation.
 """
 
+import glob
+import importlib.util
 import os
 import random
 
@@ -245,3 +252,114 @@ def split_pairs(pairs, validation_fraction=0.1, test_fraction=0.1, seed=0):
     test = pairs[:num_test]
     validation = pairs[num_test : num_test + num_validation]
     return pairs[num_test + num_validation :], validation, test
+
+
+# Names, masculine nouns (English plural, French plural) and sentence
+# templates of `number_pairs`.
+_NAMES = ["Marie", "Paul", "Jean-Luc", "Chloé", "Léa", "Hugo", "Anne-Sophie"]
+_COUNTED = [
+    ("cats", "chats"),
+    ("dogs", "chiens"),
+    ("books", "livres"),
+    ("trees", "arbres"),
+    ("birds", "oiseaux"),
+    ("pencils", "crayons"),
+    ("cakes", "gâteaux"),
+    ("boats", "bateaux"),
+]
+_TEMPLATES = [
+    ("{name} has {n} {nouns}.", "{name} a {n} {nouns}."),
+    ("Does {name} have {n} {nouns}?", "{name} a-t-il {n} {nouns} ?"),
+    ("I see {n} {nouns}!", "Je vois {n} {nouns} !"),
+    ("We don't want {n} {nouns}.", "Nous ne voulons pas {n} {nouns}."),
+]
+
+
+def number_pairs(num_pairs=4000, seed=0, largest=99):
+    """Generates English -> French pairs about 2 to `largest` things.
+
+    Numbers are spelled out by `num2words` in both languages, with their
+    hyphens (`eighty-two` -> `quatre-vingt-deux`); the French side keeps
+    capitals, elisions and the space before `?` and `!`.
+
+    Args:
+        num_pairs: int. Number of distinct pairs. Defaults to `4000`.
+        seed: int. Seed of the random choices. Defaults to `0`.
+        largest: int. Largest number. Defaults to `99`.
+
+    Returns:
+        A list of `(source, target)` string tuples.
+
+    Example:
+
+    >>> number_pairs(1, seed=3)
+    [('Chloé has eighty-two books.', 'Chloé a quatre-vingt-deux livres.')]
+    """
+    from num2words import num2words
+
+    rng = random.Random(seed)
+    pairs = {}
+    for _ in range(100 * num_pairs):
+        n = rng.randint(2, largest)
+        en_nouns, fr_nouns = rng.choice(_COUNTED)
+        english, french = rng.choice(_TEMPLATES)
+        name = rng.choice(_NAMES)
+        source = english.format(
+            name=name, n=num2words(n, lang="en"), nouns=en_nouns
+        )
+        target = french.format(
+            name=name, n=num2words(n, lang="fr"), nouns=fr_nouns
+        )
+        pairs.setdefault(source[0].upper() + source[1:], target)
+        if len(pairs) == num_pairs:
+            return list(pairs.items())
+    raise ValueError(
+        f"The templates yield fewer than num_pairs={num_pairs} distinct pairs."
+    )
+
+
+def installed_catalogs(packages=("django", "sphinx"), language="fr"):
+    """The `.po` catalogs of `language` that installed `packages` ship.
+
+    Returns:
+        A sorted list of paths (empty for a package that is not installed).
+    """
+    paths = []
+    for package in packages:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        root = spec.submodule_search_locations[0]
+        pattern = f"**/locale/{language}/LC_MESSAGES/*.po"
+        paths += glob.glob(os.path.join(root, pattern), recursive=True)
+    return sorted(paths)
+
+
+def catalog_pairs(paths):
+    """`(msgid, msgstr)` pairs of gettext catalogs, deduplicated.
+
+    Plural, fuzzy, obsolete and untranslated entries are skipped, and so
+    are entries with a tab or a line break (they do not fit a TSV line).
+
+    Args:
+        paths: list of `.po` file paths.
+
+    Returns:
+        A list of `(source, target)` string tuples, in file order.
+    """
+    import polib
+
+    pairs = {}
+    for path in paths:
+        for entry in polib.pofile(path):
+            if (
+                entry.msgid_plural
+                or entry.fuzzy
+                or entry.obsolete
+                or not entry.msgid.strip()
+                or not entry.msgstr.strip()
+                or any(c in entry.msgid + entry.msgstr for c in "\t\n\r")
+            ):
+                continue
+            pairs.setdefault(entry.msgid.strip(), entry.msgstr.strip())
+    return list(pairs.items())
