@@ -45,6 +45,12 @@ class _KerasHubStack:
             for _ in range(cfg["num_blocks"])
         ]
 
+    @property
+    def variables(self):
+        # What a compiled loop passes in as state (`seq2seq.generate`).
+        layers = [self.embedding, self.position, *self.blocks, self.head]
+        return [v for layer in layers for v in layer.variables]
+
     def _embed(self, token_ids, index):
         x = self.embedding(token_ids)
         return x + self.position(x, start_index=index)

@@ -679,36 +679,40 @@ def long_part(recorder, sizes, fused):
 
 
 def generation_part(recorder, sizes):
-    """Cached greedy generation, ours vs keras_hub's, at each batch."""
+    """Cached greedy generation, ours vs keras_hub's, at each batch.
+
+    Both stacks run through `keras_mha.seq2seq.generate`, the package's one
+    compiled (`jax.jit`) cached loop, with keras_hub's greedy sampler.
+    """
     import keras
     import numpy as np
 
     from benchmarks import generation
     from benchmarks.timing import fastest_of_interleaved
+    from keras_mha import seq2seq
 
     keras.config.set_dtype_policy("mixed_bfloat16")
     keras.utils.set_random_seed(0)
     cfg, prompt_length = sizes["cfg"], sizes["prompt_length"]
     recorder.update(dtype_policy="mixed_bfloat16", cfg=cfg)
     stacks = {
-        impl: generation._Stack(impl, cfg)
+        impl: generation.make_stack(impl, cfg)
         for impl in ("keras_mha", "keras_hub")
     }
     rng = np.random.default_rng(0)
     for batch in sizes["batches"]:
-        token_ids = np.zeros((batch, cfg["max_length"]), dtype="int32")
-        token_ids[:, :prompt_length] = rng.integers(
-            1, cfg["vocab"], (batch, prompt_length)
-        )
-        padding_mask = token_ids != 0
+        prompts = rng.integers(1, cfg["vocab"], (batch, prompt_length))
+        prompts = prompts.astype("int32")
         runners = {}
         for impl, stack in stacks.items():
-            stack(token_ids[:, :prompt_length])  # builds the layers
-            generate = jax_generate(stack, batch, prompt_length)
-            generate(token_ids, padding_mask)  # compiles
-            runners[impl] = lambda g=generate, ids=token_ids, m=padding_mask: g(
-                ids, m
-            )
+            stack(prompts)  # builds the layers
+
+            def run(stack=stack, prompts=prompts):
+                ids = seq2seq.generate(stack, prompts, cfg["max_length"])
+                return np.asarray(ids)
+
+            run()  # compiles
+            runners[impl] = run
         best = fastest_of_interleaved(
             runners, sizes["rounds"], f"generation batch {batch}"
         )
@@ -727,49 +731,6 @@ def generation_part(recorder, sizes):
                     "flops_per_second": flops / seconds,
                 }
             )
-
-
-def jax_generate(stack, batch, prompt_length):
-    """A `jax.jit` greedy loop over `stack`'s key/value caches.
-
-    The JAX form of `benchmarks.generation.make_generate` (which compiles
-    with `tf.function`): the weights are arguments of the compiled function
-    through a `keras.StatelessScope`, as in keras_hub's `CausalLM` on JAX.
-    Returns `(token_ids, padding_mask) -> token_ids` as NumPy.
-    """
-    import jax
-    import keras
-    import keras_hub
-    import numpy as np
-    from keras import ops
-
-    sampler = keras_hub.samplers.GreedySampler()
-    layers = [stack.embedding, *stack.blocks, stack.head]
-    variables = [v for layer in layers for v in layer.variables]
-
-    def next_token(prompt, cache, index):
-        # The cache index is the index of the previous token.
-        token = ops.slice(prompt, [0, index - 1], [batch, 1])
-        logits, cache = stack.call_with_cache(token, cache, index - 1)
-        return ops.squeeze(logits, axis=1), None, cache
-
-    @jax.jit
-    def generate(values, token_ids, padding_mask):
-        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-            # Seed the cache with one pass over the prompt buffer.
-            _, cache = stack.call_with_cache(
-                token_ids, stack.initial_cache(batch), 0
-            )
-            return sampler(
-                next=next_token,
-                prompt=token_ids,
-                cache=cache,
-                index=prompt_length,
-                mask=padding_mask,
-            )
-
-    values = [v.value for v in variables]
-    return lambda ids, mask: np.asarray(generate(values, ids, mask))
 
 
 # The translator, through its command line. This is its one entry point in

@@ -119,10 +119,11 @@ def attention_chunk_size_for(query_length, key_length, chunk_size=None):
 
     Returns:
         The chunk size, or `None` for the one-block paths. Unknown lengths
-        (a trace with a `None` sequence axis) never chunk: the chunks are
-        Python loops over static slices.
+        (a trace with a `None` sequence axis, or JAX's symbolic
+        dimensions when Keras infers output shapes) never chunk: the chunks
+        are Python loops over static slices.
     """
-    if query_length is None or key_length is None:
+    if not (isinstance(query_length, int) and isinstance(key_length, int)):
         return None
     if chunk_size is None:
         if _backend_has_fused_kernel():

@@ -87,7 +87,7 @@ class _DecoderStack:
         self.decoder_blocks = [
             TransformerDecoderBlock(
                 self.num_heads,
-                self.intermediate_dim,
+                intermediate_dim=self.intermediate_dim,
                 dropout=self.dropout,
                 name=f"decoder_block_{i}",
             )
@@ -196,7 +196,7 @@ class TransformerSeq2Seq(_DecoderStack, keras.Model):
         self.encoder_blocks = [
             TransformerEncoderBlock(
                 num_heads,
-                intermediate_dim,
+                intermediate_dim=intermediate_dim,
                 dropout=dropout,
                 name=f"encoder_block_{i}",
             )
