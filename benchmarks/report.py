@@ -156,7 +156,7 @@ def markdown(results):
 
 
 def targets(results):
-    """The issue's targets, each met or missed with the measured figure."""
+    """The performance targets, each met or missed with the measured figure."""
     cases, checks = results["cases"], []
 
     def check(name, value, goal, unit="x"):

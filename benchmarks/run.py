@@ -30,7 +30,7 @@ from benchmarks.timing import log
 CASES = ("encoder", "generation", "long")
 BACKENDS = ("tensorflow", "jax", "torch")
 
-# Sizes of the issue. A full run takes about 15 minutes on 2 CPU cores.
+# The benchmark sizes. A full run takes about 15 minutes on 2 CPU cores.
 FULL = {
     "rounds": 3,
     "encoder": {
