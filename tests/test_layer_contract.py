@@ -542,7 +542,8 @@ def test_submodules_are_reachable_from_the_package():
     code = (
         "import keras_mha\n"
         "print(keras_mha.saving.save_model.__name__,"
-        " keras_mha.export.decode.__name__,"
+        " keras_mha.export.export_translator.__name__,"
+        " keras_mha.seq2seq.generate.__name__,"
         " keras_mha.visualize.plot_attention_scores.__name__)\n"
     )
     result = subprocess.run(
@@ -555,7 +556,8 @@ def test_submodules_are_reachable_from_the_package():
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == [
         "save_model",
-        "decode",
+        "export_translator",
+        "generate",
         "plot_attention_scores",
     ]
     with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
