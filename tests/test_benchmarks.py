@@ -1,5 +1,6 @@
 """The benchmark runs: `python -m benchmarks.run --smoke` on tiny shapes."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -8,6 +9,13 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The encoder case runs on each installed backend (`make test` installs
+# TensorFlow alone; `make test-jax` and `make test-torch` add the others).
+BACKENDS = [
+    backend
+    for backend in ("tensorflow", "jax", "torch")
+    if importlib.util.find_spec(backend) is not None
+]
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +33,8 @@ def smoke(tmp_path_factory):
             "-m",
             "benchmarks.run",
             "--smoke",
+            "--backends",
+            ",".join(BACKENDS),
             "--results-dir",
             str(results_dir),
         ],
@@ -63,6 +73,7 @@ def test_encoder_has_every_impl_shape_mode_and_jit(smoke):
     # TensorFlow with XLA off and on, JAX compiled, PyTorch eager: each
     # backend in a process of its own.
     jits = {"tensorflow": (False, True), "jax": (True,), "torch": (False,)}
+    jits = {backend: jits[backend] for backend in BACKENDS}
     assert keys == {
         (backend, impl, mode, jit)
         for backend, backend_jits in jits.items()
