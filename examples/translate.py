@@ -68,6 +68,7 @@ def run(args):
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        label_smoothing=args.label_smoothing,
         patience=args.patience,
         bucketed=not args.no_bucketing,
         steps_per_epoch=args.steps_per_epoch,
@@ -123,7 +124,7 @@ def parse_args(argv=None):
         default="runs/translate",
         help="checkpoint, backup, logs, tokenizers and SavedModel go here",
     )
-    add("--vocabulary-size", type=int, default=1000, help="subword pieces")
+    add("--vocabulary-size", type=int, default=2000, help="subword pieces")
     add("--hidden-dim", type=int, default=64)
     add("--num-heads", type=int, default=4)
     add("--intermediate-dim", type=int, default=128)
@@ -134,6 +135,7 @@ def parse_args(argv=None):
     add("--steps-per-epoch", type=int, default=None)
     add("--patience", type=int, default=3)
     add("--learning-rate", type=float, default=1e-3)
+    add("--label-smoothing", type=float, default=0.1)
     add(
         "--no-bucketing",
         action="store_true",

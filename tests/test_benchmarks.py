@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -186,3 +187,33 @@ def test_generation_profile_gives_the_cost_of_one_block():
     assert result["keras_mha_ms_per_block_per_token"] == pytest.approx(
         ours["keras_mha 1"] - ours["keras_mha 0"]
     )
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the tokenizers and the word vocabulary run TensorFlow ops",
+)
+def test_catalog_comparison_trains_both_models_on_one_split():
+    from benchmarks import catalog
+
+    summary = catalog.main(
+        ["--num-pairs", "150", "--epochs", "1", "--seeds", "3"]
+        + ["--examples", "4", "--hidden-dim", "16"]
+        + ["--intermediate-dim", "16", "--vocabulary-size", "400"]
+    )
+    assert summary["split"] == [120, 15, 15]
+    rows = summary["rows"]
+    assert [(r["model"], r["seed"]) for r in rows] == [
+        ("word-level", 3),
+        ("subword", 3),
+    ]
+    for row in rows:
+        assert 0 <= row["bleu"] <= 100 and 0 <= row["chrf"] <= 100
+        # The same held-out sources and references for both models.
+        assert [e[:2] for e in row["examples"]] == [
+            e[:2] for e in rows[0]["examples"]
+        ]
+    # keras_mha 0.1's word-level output: lowercase, no punctuation.
+    for _, _, translation in rows[0]["examples"]:
+        assert translation == translation.lower()
+        assert not set(translation) & set(",.:;!?()%'\"")

@@ -11,6 +11,7 @@ subword tokenizers, a string-to-string translator and its data.
 from keras_mha.seq2seq import data
 from keras_mha.seq2seq.decoding import decode
 from keras_mha.seq2seq.decoding import generate
+from keras_mha.seq2seq.losses import SmoothedSparseCrossentropy
 from keras_mha.seq2seq.models import TransformerCausalLM
 from keras_mha.seq2seq.models import TransformerSeq2Seq
 from keras_mha.seq2seq.models import call_blocks_with_cache
@@ -21,6 +22,7 @@ from keras_mha.seq2seq.training import fit_translator
 from keras_mha.seq2seq.translator import Translator
 
 __all__ = [
+    "SmoothedSparseCrossentropy",
     "Translator",
     "TransformerCausalLM",
     "TransformerSeq2Seq",

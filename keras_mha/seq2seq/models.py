@@ -10,6 +10,8 @@ Notation: b - batch, s - source length, t - target length, d - width,
 v - vocabulary.
 """
 
+import math
+
 import keras
 from keras import ops
 
@@ -81,6 +83,7 @@ class _DecoderStack:
             mask_zero=True,
             name=f"{name}_embedding",
         )
+        self.target_scale = self._make_scale(f"{name}_scale")
         self.target_position = SinusoidalPositionEncoding(
             name=f"{name}_position"
         )
@@ -98,8 +101,22 @@ class _DecoderStack:
             vocabulary_size, dtype="float32", name="logits"
         )
 
+    def _make_scale(self, name):
+        # As in "Attention Is All You Need", embeddings are multiplied by
+        # sqrt(hidden_dim) before the sinusoid is added: Keras initializes
+        # them near +-0.05, and unscaled they are drowned by the sinusoid's
+        # +-1 (on the catalog corpus the unscaled model learns far less).
+        # A layer, not an op, so the padding mask passes through.
+        if not self.scale_embeddings:
+            return None
+        return keras.layers.Rescaling(math.sqrt(self.hidden_dim), name=name)
+
+    @staticmethod
+    def _scaled(scale, x):
+        return x if scale is None else scale(x)
+
     def _embed(self, token_ids, start_index=0):
-        x = self.target_embedding(token_ids)
+        x = self._scaled(self.target_scale, self.target_embedding(token_ids))
         return self.target_position(x, start_index=start_index)
 
     def _config(self):
@@ -109,10 +126,23 @@ class _DecoderStack:
             intermediate_dim=self.intermediate_dim,
             num_layers=self.num_layers,
             dropout=self.dropout,
+            scale_embeddings=self.scale_embeddings,
         )
 
+    @classmethod
+    def from_config(cls, config):
+        # Files saved before `scale_embeddings` existed hold unscaled
+        # models: they must load as they were trained.
+        return cls(**{"scale_embeddings": False, **config})
+
     def _store(
-        self, hidden_dim, num_heads, intermediate_dim, num_layers, dropout
+        self,
+        hidden_dim,
+        num_heads,
+        intermediate_dim,
+        num_layers,
+        dropout,
+        scale_embeddings,
     ):
         for name, value, least in (
             ("hidden_dim", hidden_dim, 1),
@@ -130,9 +160,14 @@ class _DecoderStack:
                     f"`{name}` expected an integer >= {least}. "
                     f"Received: {name}={value!r}"
                 )
+        if not isinstance(scale_embeddings, bool):
+            raise TypeError(
+                "`scale_embeddings` expected a bool. "
+                f"Received: scale_embeddings={scale_embeddings!r}"
+            )
         self.hidden_dim, self.num_heads = hidden_dim, num_heads
         self.intermediate_dim, self.num_layers = intermediate_dim, num_layers
-        self.dropout = dropout
+        self.dropout, self.scale_embeddings = dropout, scale_embeddings
 
     def get_initial_cache(self, batch_size, max_length):
         """Empty self-attention caches, one per block."""
@@ -161,6 +196,10 @@ class TransformerSeq2Seq(_DecoderStack, keras.Model):
         num_layers: int. Encoder blocks, and as many decoder blocks.
             Defaults to `2`.
         dropout: float. Dropout rate. Defaults to `0.1`.
+        scale_embeddings: bool. Multiplies the embeddings by
+            `sqrt(hidden_dim)` before the sinusoid is added, as the paper
+            does. Defaults to `True` (`False` in files saved before the
+            option existed, which load as they were trained).
         **kwargs: other `keras.Model` arguments, such as `name`.
 
     Example:
@@ -179,10 +218,16 @@ class TransformerSeq2Seq(_DecoderStack, keras.Model):
         intermediate_dim=128,
         num_layers=2,
         dropout=0.1,
+        scale_embeddings=True,
         **kwargs,
     ):
         self._store(
-            hidden_dim, num_heads, intermediate_dim, num_layers, dropout
+            hidden_dim,
+            num_heads,
+            intermediate_dim,
+            num_layers,
+            dropout,
+            scale_embeddings,
         )
         self.source_embedding = keras.layers.Embedding(
             source_vocabulary_size,
@@ -190,6 +235,7 @@ class TransformerSeq2Seq(_DecoderStack, keras.Model):
             mask_zero=True,
             name="source_embedding",
         )
+        self.source_scale = self._make_scale("source_scale")
         self.source_position = SinusoidalPositionEncoding(
             name="source_position"
         )
@@ -218,18 +264,16 @@ class TransformerSeq2Seq(_DecoderStack, keras.Model):
         self.source_vocabulary_size = source_vocabulary_size
         self.target_vocabulary_size = target_vocabulary_size
 
-    def _encode(self, source_ids):
-        x = self.source_position(self.source_embedding(source_ids))
+    def _encode(self, source_ids, training=None):
+        x = self._scaled(self.source_scale, self.source_embedding(source_ids))
+        x = self.source_position(x)
         for block in self.encoder_blocks:
-            x = block(x)
+            x = block(x, training=training)
         return x
 
     def encode(self, source_ids):
         """`(b, s)` source ids -> `(b, s, d)` encoded source (inference)."""
-        x = self.source_position(self.source_embedding(source_ids))
-        for block in self.encoder_blocks:
-            x = block(x, training=False)
-        return x
+        return self._encode(source_ids, training=False)
 
     def call_decoder(self, target_ids, encoded, source_mask):
         """Logits of every target position, recomputed without a cache."""
@@ -305,8 +349,8 @@ class TransformerCausalLM(_DecoderStack, keras.Model):
 
     Args:
         vocabulary_size: int. Token ids are below it.
-        hidden_dim, num_heads, intermediate_dim, num_layers, dropout: as in
-            `TransformerSeq2Seq`.
+        hidden_dim, num_heads, intermediate_dim, num_layers, dropout,
+            scale_embeddings: as in `TransformerSeq2Seq`.
         **kwargs: other `keras.Model` arguments, such as `name`.
 
     Example:
@@ -324,10 +368,16 @@ class TransformerCausalLM(_DecoderStack, keras.Model):
         intermediate_dim=128,
         num_layers=2,
         dropout=0.1,
+        scale_embeddings=True,
         **kwargs,
     ):
         self._store(
-            hidden_dim, num_heads, intermediate_dim, num_layers, dropout
+            hidden_dim,
+            num_heads,
+            intermediate_dim,
+            num_layers,
+            dropout,
+            scale_embeddings,
         )
         self._make_decoder(vocabulary_size, "token")
         token_ids = keras.Input((None,), dtype="int32", name="token_ids")
