@@ -99,6 +99,11 @@ def test_translate_then_attention_heads(tmp_path):
     assert out.count("head 1: ") == 4
 
 
+@pytest.mark.skipif(
+    not TENSORFLOW,
+    reason="reading the catalogs and the CLI do not depend on the backend; "
+    "translate.py runs on this backend in test_translate_then_attention_heads",
+)
 def test_translate_reads_a_pairs_file(tmp_path):
     pairs = tmp_path / "pairs.tsv"
     catalog, _ = run_example("catalog_pairs", "--output", str(pairs))

@@ -63,6 +63,25 @@ def call_blocks_with_cache(
     return x, tuple(updated)
 
 
+class _Scale(keras.layers.Layer):
+    """Multiplies by a constant and passes the Keras mask on (an op on a
+    symbolic tensor drops it; `keras.layers.Rescaling` needs TensorFlow)."""
+
+    def __init__(self, scale, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = scale
+        self.supports_masking = True
+
+    def call(self, inputs):
+        return inputs * ops.cast(self.scale, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
 class _DecoderStack:
     """Embedding, positions, decoder blocks and the logits layer."""
 
@@ -109,7 +128,7 @@ class _DecoderStack:
         # A layer, not an op, so the padding mask passes through.
         if not self.scale_embeddings:
             return None
-        return keras.layers.Rescaling(math.sqrt(self.hidden_dim), name=name)
+        return _Scale(math.sqrt(self.hidden_dim), name=name)
 
     @staticmethod
     def _scaled(scale, x):

@@ -26,6 +26,18 @@ from keras_mha.seq2seq.tokenizers import START_ID
 BUCKET_BOUNDARIES = (8, 12, 16, 20, 24, 32, 40, 48, 64, 96, 128, 192, 256)
 
 
+def _pad_to_boundary(batch, longest):
+    """Pads `(b, n)` ids with zeros to the smallest bucket boundary (or
+    `longest`) that is at least `n`."""
+    import tensorflow as tf
+
+    lengths = [b for b in BUCKET_BOUNDARIES if b < longest] + [longest]
+    lengths = tf.constant(lengths, tf.int32)
+    length = tf.shape(batch)[1]
+    padded = tf.reduce_min(tf.boolean_mask(lengths, lengths >= length))
+    return tf.pad(batch, [[0, 0], [0, padded - length]])
+
+
 class Translator:
     """A `TransformerSeq2Seq` with its source and target tokenizers.
 
@@ -214,16 +226,27 @@ class Translator:
         return source_ids, target_ids
 
     def dataset(
-        self, pairs, batch_size=64, bucketed=True, shuffle=True, seed=0
+        self,
+        pairs,
+        batch_size=64,
+        bucketed=True,
+        shuffle=True,
+        seed=0,
+        pad_to_boundaries=None,
     ):
         """A `tf.data.Dataset` of `((source_ids, decoder_input), labels)`.
 
         The decoder sees `start w1 .. wn` and learns `w1 .. wn end`. With
         `bucketed=True`, sentences are grouped by length
         (`bucket_by_sequence_length`) and each batch is padded to its own
-        longest sentence; with `bucketed=False`, every batch is padded to
-        the longest sentence of `pairs`, the padding-heavy baseline.
-        Shuffled anew each epoch with `shuffle=True`.
+        longest sentence. With `pad_to_boundaries=True`, a batch's sources
+        and targets are each padded further, up to the next bucket
+        boundary: a few batch shapes, so JAX, which compiles the train step
+        once per shape, compiles a few times instead of once per batch
+        length (the default on JAX only). With `bucketed=False`,
+        every batch is padded to the longest sentence of `pairs`, the
+        padding-heavy baseline. Shuffled anew each epoch with
+        `shuffle=True`.
         """
         import tensorflow as tf
 
@@ -255,6 +278,16 @@ class Translator:
                 bucket_boundaries=boundaries,
                 bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
             )
+            if pad_to_boundaries is None:
+                pad_to_boundaries = keras.backend.backend() == "jax"
+            if pad_to_boundaries:
+                data = data.map(
+                    lambda s, i, labels: (
+                        _pad_to_boundary(s, source_max),
+                        _pad_to_boundary(i, target_max),
+                        _pad_to_boundary(labels, target_max),
+                    )
+                )
         else:
             data = data.padded_batch(
                 batch_size,
