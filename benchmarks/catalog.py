@@ -187,9 +187,12 @@ def run(args):
                     "seed": seed,
                     **{k: round(v, 4) for k, v in metrics.items()},
                     "seconds": round(time.time() - started, 1),
-                    "examples": list(zip(*zip(*test), translations))[
-                        : args.examples
-                    ],
+                    "examples": [
+                        (source, target, translation)
+                        for (source, target), translation in zip(
+                            test, translations
+                        )
+                    ][: args.examples],
                 }
             )
             print(json.dumps(rows[-1], ensure_ascii=False))

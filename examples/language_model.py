@@ -109,9 +109,8 @@ def run(args):
     for row, (sentence, length) in enumerate(zip(held_out, lengths)):
         prompts[row, :length] = sentence[:length]
     ids, best = timed_generate(model, prompts, args.max_length)
-    (cached, cached_s), (recomputed, recompute_s) = (
-        (ids[use_cache], best[use_cache]) for use_cache in (True, False)
-    )
+    cached, recomputed = ids[True], ids[False]
+    cached_s, recompute_s = best[True], best[False]
     tokens = prompts.shape[0] * (args.max_length - lengths.min())
     ended = keras.ops.convert_to_numpy(
         seq2seq.generate(model, prompts[:3], args.max_length, end_id=END_ID)

@@ -77,17 +77,17 @@ def test_half_precision_logits_give_a_float32_loss():
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    "kwargs, error, message",
     [
-        ({"label_smoothing": 1.0}, "label_smoothing=1.0"),
-        ({"label_smoothing": -0.1}, "label_smoothing=-0.1"),
-        ({"label_smoothing": "0.1"}, "label_smoothing='0.1'"),
-        ({"ignore_class": 0.5}, "ignore_class=0.5"),
+        ({"label_smoothing": 1.0}, ValueError, "label_smoothing=1.0"),
+        ({"label_smoothing": -0.1}, ValueError, "label_smoothing=-0.1"),
+        ({"label_smoothing": "0.1"}, TypeError, "label_smoothing='0.1'"),
+        ({"ignore_class": 0.5}, ValueError, "ignore_class=0.5"),
     ],
     ids=["one", "negative", "string", "float-class"],
 )
-def test_bad_arguments_are_named(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_arguments_are_named(kwargs, error, message):
+    with pytest.raises(error, match=message):
         seq2seq.SmoothedSparseCrossentropy(**kwargs)
 
 

@@ -80,15 +80,7 @@ def decode_function(model, max_length, start_id, end_id, sampler, use_cache):
         )
         if use_cache:
             cache = model.build_cache(source_ids, max_length)
-
-            def step(prompt, cache, index):
-                token = ops.slice(
-                    prompt, (0, index - 1), (ops.shape(prompt)[0], 1)
-                )
-                logits, cache = model.call_with_cache(token, cache, index - 1)
-                logits = _allowed(logits[:, 0], prompt, index, start_id, end_id)
-                return logits, None, cache
-
+            step = _cached_step(model, start_id, end_id)
         else:
             cache = (model.encode(source_ids), ops.not_equal(source_ids, 0))
 
@@ -161,15 +153,7 @@ def generate(
         index = ops.min(ops.sum(ops.cast(is_prompt, "int32"), axis=1))
         if use_cache:
             cache = model.build_cache(buffer, max_length)
-
-            def step(buffer, cache, index):
-                token = ops.slice(
-                    buffer, (0, index - 1), (ops.shape(buffer)[0], 1)
-                )
-                logits, cache = model.call_with_cache(token, cache, index - 1)
-                logits = _allowed(logits[:, 0], buffer, index, None, end_id)
-                return logits, None, cache
-
+            step = _cached_step(model, None, end_id)
         else:
             cache = None
 
@@ -293,6 +277,18 @@ def check_flag(value, argument):
             f"`{argument}` expected True or False. "
             f"Received: {argument}={value!r}"
         )
+
+
+def _cached_step(model, start_id, end_id):
+    """The sampler step of `decode` and `generate` with the cache: only the
+    newest token goes through `model.call_with_cache`."""
+
+    def step(ids, cache, index):
+        token = ops.slice(ids, (0, index - 1), (ops.shape(ids)[0], 1))
+        logits, cache = model.call_with_cache(token, cache, index - 1)
+        return _allowed(logits[:, 0], ids, index, start_id, end_id), None, cache
+
+    return step
 
 
 def _allowed(logits, prompt, index, start_id, end_id):

@@ -9,6 +9,8 @@ one-hot labels and cannot ignore a class. Translation wants both, as in
 import keras
 from keras import ops
 
+from keras_mha._validation import check_rate
+
 
 @keras.saving.register_keras_serializable(package="keras_mha")
 class SmoothedSparseCrossentropy(keras.losses.Loss):
@@ -47,15 +49,6 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
     def __init__(self, label_smoothing=0.1, ignore_class=0, **kwargs):
         kwargs.setdefault("name", "smoothed_sparse_crossentropy")
         super().__init__(**kwargs)
-        if (
-            isinstance(label_smoothing, bool)
-            or not isinstance(label_smoothing, (int, float))
-            or not 0 <= label_smoothing < 1
-        ):
-            raise ValueError(
-                "`label_smoothing` expected a float in [0, 1). "
-                f"Received: label_smoothing={label_smoothing!r}"
-            )
         if ignore_class is not None and (
             isinstance(ignore_class, bool) or not isinstance(ignore_class, int)
         ):
@@ -63,7 +56,7 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
                 "`ignore_class` expected an integer or None. "
                 f"Received: ignore_class={ignore_class!r}"
             )
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = check_rate("label_smoothing", label_smoothing)
         self.ignore_class = ignore_class
 
     def call(self, y_true, y_pred):

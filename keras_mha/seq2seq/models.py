@@ -15,6 +15,7 @@ import math
 import keras
 from keras import ops
 
+from keras_mha._validation import check_bool
 from keras_mha.sinusoidal_position_encoding import SinusoidalPositionEncoding
 from keras_mha.transformer_decoder_block import TransformerDecoderBlock
 from keras_mha.transformer_encoder_block import TransformerEncoderBlock
@@ -125,17 +126,13 @@ class _DecoderStack:
         # sqrt(hidden_dim) before the sinusoid is added: Keras initializes
         # them near +-0.05, and unscaled they are drowned by the sinusoid's
         # +-1 (on the catalog corpus the unscaled model learns far less).
-        # A layer, not an op, so the padding mask passes through.
-        if not self.scale_embeddings:
-            return None
-        return _Scale(math.sqrt(self.hidden_dim), name=name)
-
-    @staticmethod
-    def _scaled(scale, x):
-        return x if scale is None else scale(x)
+        # A layer, not an op, so the padding mask passes through; 1.0 (an
+        # exact identity) keeps the unscaled models of older files.
+        scale = math.sqrt(self.hidden_dim) if self.scale_embeddings else 1.0
+        return _Scale(scale, name=name)
 
     def _embed(self, token_ids, start_index=0):
-        x = self._scaled(self.target_scale, self.target_embedding(token_ids))
+        x = self.target_scale(self.target_embedding(token_ids))
         return self.target_position(x, start_index=start_index)
 
     def _config(self):
@@ -179,14 +176,10 @@ class _DecoderStack:
                     f"`{name}` expected an integer >= {least}. "
                     f"Received: {name}={value!r}"
                 )
-        if not isinstance(scale_embeddings, bool):
-            raise TypeError(
-                "`scale_embeddings` expected a bool. "
-                f"Received: scale_embeddings={scale_embeddings!r}"
-            )
         self.hidden_dim, self.num_heads = hidden_dim, num_heads
         self.intermediate_dim, self.num_layers = intermediate_dim, num_layers
-        self.dropout, self.scale_embeddings = dropout, scale_embeddings
+        self.dropout = dropout
+        self.scale_embeddings = check_bool("scale_embeddings", scale_embeddings)
 
     def get_initial_cache(self, batch_size, max_length):
         """Empty self-attention caches, one per block."""
@@ -284,7 +277,7 @@ class TransformerSeq2Seq(_DecoderStack, keras.Model):
         self.target_vocabulary_size = target_vocabulary_size
 
     def _encode(self, source_ids, training=None):
-        x = self._scaled(self.source_scale, self.source_embedding(source_ids))
+        x = self.source_scale(self.source_embedding(source_ids))
         x = self.source_position(x)
         for block in self.encoder_blocks:
             x = block(x, training=training)
