@@ -242,10 +242,10 @@ def test_damaged_saved_model_gives_a_clear_error(tmp_path):
     with open(shard, "wb") as f:
         f.write(data[: len(data) // 3])
     with pytest.raises(ValueError, match="not a readable SavedModel") as info:
-        keras_mha.saving.load_saved_model(export_dir + "2")
+        keras_mha.seq2seq.serving.load_saved_model(export_dir + "2")
     assert export_dir + "2" in str(info.value)
     with pytest.raises(FileNotFoundError, match="saved_model.pb"):
-        keras_mha.saving.load_saved_model(tmp_path)
+        keras_mha.seq2seq.serving.load_saved_model(tmp_path)
 
 
 def _weights(path):

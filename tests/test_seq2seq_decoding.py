@@ -7,6 +7,7 @@ import keras_hub
 import numpy as np
 import pytest
 
+import keras_mha
 from keras_mha import seq2seq
 from tests.seq2seq_helpers import untrained_language_model
 from tests.seq2seq_helpers import untrained_seq2seq
@@ -65,7 +66,7 @@ def test_decode_with_the_cache_equals_recomputing(translator_model, beams):
 def test_generate_with_the_cache_equals_recomputing(language_model, beams):
     results = [
         numpy(
-            seq2seq.generate(
+            keras_mha.generate(
                 language_model,
                 PROMPTS,
                 12,
@@ -87,9 +88,9 @@ def test_generate_with_the_cache_equals_recomputing(language_model, beams):
 
 
 def test_generate_stops_each_row_at_the_end_token(language_model):
-    first = numpy(seq2seq.generate(language_model, PROMPTS, 12))
+    first = numpy(keras_mha.generate(language_model, PROMPTS, 12))
     end_id = int(first[0, 1])  # the token the first row emits first
-    ids = numpy(seq2seq.generate(language_model, PROMPTS, 12, end_id=end_id))
+    ids = numpy(keras_mha.generate(language_model, PROMPTS, 12, end_id=end_id))
     assert ids[0, 1] == end_id and np.all(ids[0, 2:] == 0)
     for row in ids:
         ends = np.flatnonzero(row == end_id)
@@ -98,7 +99,7 @@ def test_generate_stops_each_row_at_the_end_token(language_model):
 
 
 def test_numpy_integers_are_accepted(language_model, translator_model):
-    ids = numpy(seq2seq.generate(language_model, [[5, 6]], np.int64(6)))
+    ids = numpy(keras_mha.generate(language_model, [[5, 6]], np.int64(6)))
     assert ids.shape == (1, 6)
     ids = numpy(
         seq2seq.decode(
@@ -130,7 +131,7 @@ def test_generate_rejects_bad_input(
     language_model, prompt, max_length, kwargs, message
 ):
     with pytest.raises(ValueError, match=message):
-        seq2seq.generate(language_model, prompt, max_length, **kwargs)
+        keras_mha.generate(language_model, prompt, max_length, **kwargs)
 
 
 BAD_SOURCES = [
@@ -165,7 +166,7 @@ def test_models_save_and_load_with_their_cache(
     if cls == "seq2seq":
         run = lambda m: seq2seq.decode(m, SOURCES, MAX_LENGTH, 2, 3)
     else:
-        run = lambda m: seq2seq.generate(m, PROMPTS, MAX_LENGTH)
+        run = lambda m: keras_mha.generate(m, PROMPTS, MAX_LENGTH)
     np.testing.assert_array_equal(numpy(run(reloaded)), numpy(run(model)))
 
 
@@ -173,4 +174,4 @@ def test_model_rejects_a_bad_size():
     with pytest.raises(ValueError, match="num_layers=-1"):
         seq2seq.TransformerSeq2Seq(10, 10, num_layers=-1)
     with pytest.raises(ValueError, match="hidden_dim=16.5"):
-        seq2seq.TransformerCausalLM(10, hidden_dim=16.5)
+        keras_mha.TransformerCausalLM(10, hidden_dim=16.5)

@@ -2,8 +2,8 @@
 
 `Translator` holds the model and the source and target tokenizers of
 `keras_mha.seq2seq.tokenizers`. `translate` maps strings to strings with
-the very function that `keras_mha.export.export_translator` writes into a
-SavedModel (`strings_to_strings`), so Python and served translations are
+the very function that `keras_mha.seq2seq.export_translator` writes into
+a SavedModel (`strings_to_strings`), so Python and served translations are
 the same bytes. `dataset` turns pairs into teacher-forcing batches for
 `model.fit`, bucketed by length so a batch pads only to its own longest
 sentence. `save` and `load` keep the model and the tokenizers together.
@@ -16,9 +16,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_mha.seq2seq.decoding import compiled
+from keras_mha.generation import compiled
+from keras_mha.generation import greedy_sampler
 from keras_mha.seq2seq.decoding import decode_function
-from keras_mha.seq2seq.decoding import greedy_sampler
 from keras_mha.seq2seq.tokenizers import END_ID
 from keras_mha.seq2seq.tokenizers import START_ID
 
