@@ -36,3 +36,19 @@ def output_spec_of_call(layer, *args, **kwargs):
     inputs too, with their own messages.
     """
     return compute_output_spec(layer.call, *args, **kwargs)
+
+
+def unpack_outputs(results, scores, cache):
+    """`(outputs, scores or None, cache or None)` of an attention call.
+
+    The inverse of `pack_outputs` for one attention layer's results:
+    `scores` says whether they were asked for, `cache` whether a cache
+    was given.
+    """
+    if not (scores or cache):
+        return results, None, None
+    return (
+        results[0],
+        results[1] if scores else None,
+        results[-1] if cache else None,
+    )
