@@ -169,8 +169,11 @@ def attention_with_options(
         q, k = rms_norm(q, w["q_scale"], eps), rms_norm(k, w["k_scale"], eps)
     if layer.rotary_embedding is not None:
         r = int(q.shape[-1] * layer.rotary_fraction)
-        q = np.concatenate([rotary(q[..., :r], start), q[..., r:]], -1)
-        k = np.concatenate([rotary(k[..., :r]), k[..., r:]], -1)
+        wavelength = layer.rotary_embedding.max_wavelength
+        q_rot = rotary(q[..., :r], start, wavelength)
+        k_rot = rotary(k[..., :r], 0, wavelength)
+        q = np.concatenate([q_rot, q[..., r:]], -1)
+        k = np.concatenate([k_rot, k[..., r:]], -1)
     group = q.shape[2] // k.shape[2]
     k, v = np.repeat(k, group, axis=2), np.repeat(v, group, axis=2)
     scale = layer.attention_scale or q.shape[-1] ** -0.5
