@@ -41,18 +41,42 @@ def check_rate(name, value):
     return float(value)
 
 
-def check_positive_float(name, value):
+def check_positive_float(name, value, allow_none=False):
+    if value is None and allow_none:
+        return value
+    expected = f"a positive finite number{' or None' if allow_none else ''}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
-            f"`{name}` expected a positive finite number. "
-            f"Received: {name}={value!r}"
+            f"`{name}` expected {expected}. Received: {name}={value!r}"
         )
     if not (math.isfinite(value) and value > 0):
         raise ValueError(
-            f"`{name}` expected a positive finite number. "
-            f"Received: {name}={value!r}"
+            f"`{name}` expected {expected}. Received: {name}={value!r}"
         )
     return float(value)
+
+
+def check_fraction(name, value):
+    """A number in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"`{name}` expected a float in (0, 1]. Received: {name}={value!r}"
+        )
+    if not 0 < value <= 1:
+        raise ValueError(
+            f"`{name}` expected a float in (0, 1]. Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def check_choice(name, value, choices):
+    """One of the strings `choices`."""
+    if value not in choices:
+        raise ValueError(
+            f"`{name}` expected one of {', '.join(map(repr, choices))}. "
+            f"Received: {name}={value!r}"
+        )
+    return value
 
 
 def check_bool(name, value):
