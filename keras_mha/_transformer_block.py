@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_mha._lora import check_targets
+from keras_mha._lora import enable_lora
 from keras_mha._porting import CALL_HINTS
 from keras_mha._porting import CONSTRUCTOR_HINTS
 from keras_mha._porting import check_foreign_arguments
@@ -81,7 +83,8 @@ class TransformerBlock(keras.layers.Layer):
 
         Calls `enable_lora` of each attention layer of the block (see
         `MultiHeadAttention.enable_lora`); the layer norms and the
-        feed-forward network stay frozen.
+        feed-forward network stay frozen. Everything is checked before
+        anything changes: a refused call leaves the block as it was.
 
         Args:
             rank: int. Rank of the updates.
@@ -95,15 +98,15 @@ class TransformerBlock(keras.layers.Layer):
                 "`enable_lora` needs a built layer: call the layer once "
                 f"first. Received: layer {self.name} with built=False"
             )
-        self.trainable = True
-        for sublayer in self._flatten_layers(include_self=False):
-            sublayer.trainable = False
+        targets = check_targets(targets)
+        projections = {}
         for attention in (
             self.self_attention,
             getattr(self, "cross_attention", None),
         ):
             if attention is not None:
-                attention.enable_lora(rank, targets, lora_alpha)
+                projections.update(attention._lora_projections(targets))
+        enable_lora(self, projections, rank, lora_alpha)
 
     def _initializers(self):
         return {
