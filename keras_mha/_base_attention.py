@@ -329,7 +329,10 @@ class BaseAttention(PackageLayer):
         zero (so the outputs are unchanged until training). On the fused
         query/key/value kernel of `MultiHeadSelfAttention` only the slices
         of the targeted projections change. A saved model stores the
-        updates merged into the kernels.
+        updates merged into the kernels. Calling it again adds updates to
+        projections that have none (the earlier ones keep training); a
+        projection that already has one, a kernel constraint or a bad
+        argument is refused with nothing changed.
 
         Args:
             rank: int. Rank of the updates.

@@ -14,6 +14,8 @@ from keras_mha._base_attention import POSITIONAL_OPTIONS
 from keras_mha._feedforward import feedforward
 from keras_mha._feedforward import get_activation
 from keras_mha._layer import PackageLayer
+from keras_mha._lora import check_targets
+from keras_mha._lora import enable_lora
 from keras_mha._normalization import check_normalization
 from keras_mha._normalization import make_norm
 from keras_mha._utils import unpack_outputs
@@ -152,7 +154,8 @@ class TransformerBlock(PackageLayer):
 
         Calls `enable_lora` of each attention layer of the block (see
         `MultiHeadAttention.enable_lora`); the layer norms and the
-        feed-forward network stay frozen.
+        feed-forward network stay frozen. Everything is checked before
+        anything changes: a refused call leaves the block as it was.
 
         Args:
             rank: int. Rank of the updates.
@@ -161,20 +164,16 @@ class TransformerBlock(PackageLayer):
             lora_alpha: float. Scale of the updates. Defaults to `None`,
                 which uses `rank`.
         """
-        if not self.built:
-            raise ValueError(
-                "`enable_lora` needs a built layer: call the layer once "
-                f"first. Received: layer {self.name} with built=False"
-            )
-        self.trainable = True
-        for sublayer in self._flatten_layers(include_self=False):
-            sublayer.trainable = False
+        self._check_built("enable_lora")
+        targets = check_targets(targets)
+        projections = {}
         for attention in (
             self.self_attention,
             getattr(self, "cross_attention", None),
         ):
             if attention is not None:
-                attention.enable_lora(rank, targets, lora_alpha)
+                projections.update(attention._lora_projections(targets))
+        enable_lora(self, projections, rank, lora_alpha)
 
     def _attention_options(self, positional=True):
         """The attention options as the self-attention layer checked them.

@@ -29,6 +29,35 @@ def check_positive_int(name, value, allow_none=False):
     return int(value)
 
 
+def check_strings(name, value):
+    """A list, tuple or 1-D NumPy array of `str`; returns a list of them.
+
+    A bare string is refused rather than read as its characters, and an
+    item that is not a `str` (`None`, a number, `bytes`) rather than
+    converted with `str()`.
+    """
+    expected = f"`{name}` expected a list, tuple or 1-D array of str"
+    if isinstance(value, (str, bytes)):
+        raise TypeError(
+            f"{expected}, not a bare {type(value).__name__} (pass [text] "
+            f"for one). Received: {name}={value!r:.80}"
+        )
+    if isinstance(value, np.ndarray) and value.ndim != 1:
+        raise TypeError(f"{expected}. Received: {name} of shape {value.shape}")
+    if not isinstance(value, (list, tuple, np.ndarray)):
+        raise TypeError(
+            f"{expected}. Received: {name}={value!r:.80} of type "
+            f"{type(value).__name__}"
+        )
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise TypeError(
+                f"{expected}; item {i} is a {type(item).__name__}. "
+                f"Received: {name}[{i}]={item!r:.80}"
+            )
+    return [str(item) for item in value]
+
+
 def check_rate(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(

@@ -13,6 +13,7 @@ keras_hub's `CausalLM.generate` does: a `tf.function` on TensorFlow,
 import numbers
 
 import keras
+import numpy as np
 from keras import ops
 
 # Logit given to tokens a step may not emit; finite so softmax stays exact.
@@ -42,11 +43,15 @@ def generate(
         model: a `TransformerCausalLM`, or any causal model `(b, t) ids ->
             (b, t, v) logits` with its `build_cache` and `call_with_cache`.
         prompt_ids: `(batch, prompt_length)` int ids, each row a prompt of
-            at least one token, padded with 0 on the right.
+            at least one token, padded with 0 on the right. Ids must lie in
+            `[0, model.vocabulary_size)` (checked when the model has that
+            attribute, as `TransformerCausalLM` does); float ids are a
+            `TypeError`, never truncated.
         max_length: int. Length of the output, prompt included.
         sampler: a `keras_hub.samplers.Sampler`. Defaults to greedy.
-        end_id: int or `None`. A row that emits it emits only padding
-            afterwards, and generation stops once every row has.
+        end_id: int or `None`, an id below the vocabulary size. A row that
+            emits it emits only padding afterwards, and generation stops
+            once every row has.
         use_cache: bool, as in `decode`. Defaults to `True`.
         compile: bool, as in `decode`. Defaults to `True`.
 
@@ -59,12 +64,14 @@ def generate(
     >>> ids.shape
     (2, 12)
     """
-    prompt_ids = check_token_ids(prompt_ids, "prompt_ids")
+    vocabulary_size = vocabulary_size_of(model, "vocabulary_size")
+    prompt_ids = check_token_ids(prompt_ids, "prompt_ids", vocabulary_size)
     prompt_length = prompt_ids.shape[1]
     max_length = check_max_length(
         max_length, prompt_length + 1, f"the prompt length {prompt_length}"
     )
-    end_id = None if end_id is None else int(end_id)
+    if end_id is not None:
+        end_id = check_token_id(end_id, "end_id", vocabulary_size)
     check_flag(use_cache, "use_cache")
     check_flag(compile, "compile")
     sampler = sampler or greedy_sampler()
@@ -158,17 +165,26 @@ def _jax_compiled(model, sampler, function):
     return run
 
 
-def check_token_ids(token_ids, argument):
+def check_token_ids(token_ids, argument, vocabulary_size=None):
     """`token_ids` as an int32 `(batch, length)` tensor of real rows.
 
-    Raises a `ValueError` naming `argument` for another rank, no rows, no
-    columns, or a row of padding only.
+    Runs on the concrete values, before any backend op sees them (a
+    backend would fail inside its gather, or on JAX clamp the ids and
+    embed the wrong tokens). Raises a `ValueError` naming `argument` for
+    another rank, no rows, no columns, a row of padding only, or, when
+    `vocabulary_size` is given, an id outside `[0, vocabulary_size)`; a
+    `TypeError` for ids that are not integers (floats are not truncated).
     """
     array = ops.convert_to_numpy(token_ids)
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(
             f"`{argument}` expected shape (batch, length) with at least one "
             f"row and one token. Received: {argument}.shape={array.shape}"
+        )
+    if not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(
+            f"`{argument}` expected integer token ids. Received: "
+            f"{argument}.dtype={array.dtype} ({argument}[0]={array[0]})"
         )
     empty = [i for i, row in enumerate(array) if not row.any()]
     if empty:
@@ -177,7 +193,44 @@ def check_token_ids(token_ids, argument):
             f"token in every row. Received: rows {empty[:10]} of padding "
             "only"
         )
+    # Without a vocabulary size, ids must at least survive the int32 cast.
+    bound = np.iinfo("int32").max if vocabulary_size is None else None
+    bound = bound or vocabulary_size
+    outside = (array < 0) | (array >= bound)
+    if outside.any():
+        where = tuple(int(i) for i in np.argwhere(outside)[0])
+        raise ValueError(
+            f"`{argument}` expected token ids in [0, {bound}) (the model's "
+            "vocabulary size). "
+            f"Received: {argument}[{where[0]}, {where[1]}]={array[where]} "
+            f"({int(outside.sum())} ids outside)"
+        )
     return ops.convert_to_tensor(array.astype("int32"))
+
+
+def check_token_id(value, argument, vocabulary_size=None):
+    """A single id (`start_id`, `end_id`) as a Python int in range."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, numbers.Integral
+    ):
+        raise TypeError(
+            f"`{argument}` expected an integer token id. "
+            f"Received: {argument}={value!r}"
+        )
+    if value < 0 or (vocabulary_size is not None and value >= vocabulary_size):
+        raise ValueError(
+            f"`{argument}` expected a token id in [0, {vocabulary_size}) (the "
+            f"model's vocabulary size). Received: {argument}={value!r}"
+        )
+    return int(value)
+
+
+def vocabulary_size_of(model, attribute):
+    """`model.<attribute>` (`vocabulary_size`, `source_vocabulary_size`,
+    ...), the bound of the ids the model embeds, or `None` for a model
+    that does not declare it."""
+    size = getattr(model, attribute, None)
+    return None if size is None else int(size)
 
 
 def check_max_length(max_length, minimum, what):

@@ -153,6 +153,132 @@ def test_decode_rejects_bad_input(
         seq2seq.decode(translator_model, source, max_length, 2, 3)
 
 
+# The language model embeds 30 ids, the translator 30 source and 24 target.
+BAD_IDS = [
+    (
+        "generate_id_30",
+        "generate",
+        [[5, 30]],
+        {},
+        ValueError,
+        r"\[0, 30\).*prompt_ids\[0, 1\]=30 \(1 ids outside\)",
+    ),
+    (
+        "generate_id_-1",
+        "generate",
+        [[5, 6], [-1, 7]],
+        {},
+        ValueError,
+        r"prompt_ids\[1, 0\]=-1",
+    ),
+    (
+        "generate_huge_id",
+        "generate",
+        [[2**40]],
+        {},
+        ValueError,
+        r"prompt_ids\[0, 0\]=1099511627776",
+    ),
+    (
+        "generate_floats",
+        "generate",
+        [[3.7, 4.2]],
+        {},
+        TypeError,
+        r"integer token ids.*prompt_ids.dtype=float64",
+    ),
+    (
+        "generate_float32",
+        "generate",
+        np.ones((1, 2), "float32"),
+        {},
+        TypeError,
+        r"prompt_ids.dtype=float32",
+    ),
+    (
+        "generate_bools",
+        "generate",
+        [[True, True]],
+        {},
+        TypeError,
+        r"prompt_ids.dtype=bool",
+    ),
+    (
+        "generate_end_id_30",
+        "generate",
+        [[5]],
+        {"end_id": 30},
+        ValueError,
+        r"end_id=30",
+    ),
+    (
+        "generate_end_id_float",
+        "generate",
+        [[5]],
+        {"end_id": 3.5},
+        TypeError,
+        r"end_id=3.5",
+    ),
+    (
+        "decode_id_30",
+        "decode",
+        [[5, 30]],
+        {},
+        ValueError,
+        r"\[0, 30\).*source_ids\[0, 1\]=30",
+    ),
+    (
+        "decode_floats",
+        "decode",
+        [[3.7, 4.2]],
+        {},
+        TypeError,
+        r"source_ids.dtype=float64",
+    ),
+    (
+        "decode_start_id_24",
+        "decode",
+        [[5]],
+        {"start_id": 24},
+        ValueError,
+        r"\[0, 24\).*start_id=24",
+    ),
+    (
+        "decode_end_id_float",
+        "decode",
+        [[5]],
+        {"end_id": 3.0},
+        TypeError,
+        r"end_id=3.0",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "function, ids, kwargs, error, message",
+    [case[1:] for case in BAD_IDS],
+    ids=[case[0] for case in BAD_IDS],
+)
+def test_ids_outside_the_vocabulary_or_not_integers_are_refused(
+    language_model, translator_model, function, ids, kwargs, error, message
+):
+    with pytest.raises(error, match=message):
+        if function == "generate":
+            keras_mha.generate(language_model, ids, 6, **kwargs)
+        else:
+            ids_kwargs = {"start_id": 2, "end_id": 3, **kwargs}
+            seq2seq.decode(translator_model, ids, 6, **ids_kwargs)
+
+
+def test_the_last_ids_of_the_vocabulary_are_accepted(
+    language_model, translator_model
+):
+    ids = numpy(keras_mha.generate(language_model, [[29, 1]], 4, end_id=29))
+    np.testing.assert_array_equal(ids[0, :2], [29, 1])
+    ids = numpy(seq2seq.decode(translator_model, [[29]], 4, 2, 23))
+    assert ids.shape == (1, 4) and ids[0, 0] == 2
+
+
 @pytest.mark.parametrize("cls", ["seq2seq", "causal_lm"])
 def test_models_save_and_load_with_their_cache(
     cls, translator_model, language_model, tmp_path

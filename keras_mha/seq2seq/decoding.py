@@ -10,9 +10,11 @@ from keras_mha.generation import allowed_logits
 from keras_mha.generation import cached_step
 from keras_mha.generation import check_flag
 from keras_mha.generation import check_max_length
+from keras_mha.generation import check_token_id
 from keras_mha.generation import check_token_ids
 from keras_mha.generation import compiled
 from keras_mha.generation import greedy_sampler
+from keras_mha.generation import vocabulary_size_of
 
 
 def decode(
@@ -35,10 +37,14 @@ def decode(
         model: a `TransformerSeq2Seq`, or any model with its `encode`,
             `call_decoder`, `build_cache` and `call_with_cache`.
         source_ids: `(batch, source_length)` int ids, each row at least one
-            token, padded with 0 on the right.
+            token, padded with 0 on the right. Ids must lie in
+            `[0, model.source_vocabulary_size)` (checked when the model has
+            that attribute, as `TransformerSeq2Seq` does); float ids are a
+            `TypeError`, never truncated.
         max_length: int. Length of the output, start token included.
-        start_id: int. Id of the start token.
-        end_id: int. Id of the end token.
+        start_id: int. Id of the start token, below
+            `model.target_vocabulary_size`.
+        end_id: int. Id of the end token, likewise.
         sampler: a `keras_hub.samplers.Sampler`. Defaults to `None`, which
             uses `keras_hub.samplers.GreedySampler()`.
         use_cache: bool. Decode with the key/value caches (`True`) or
@@ -51,11 +57,17 @@ def decode(
         `end_id` and padding (or the translation cut at `max_length`).
     """
     max_length = check_max_length(max_length, 2, "the start token")
-    source_ids = check_token_ids(source_ids, "source_ids")
+    source_ids = check_token_ids(
+        source_ids,
+        "source_ids",
+        vocabulary_size_of(model, "source_vocabulary_size"),
+    )
+    target_size = vocabulary_size_of(model, "target_vocabulary_size")
+    start_id = check_token_id(start_id, "start_id", target_size)
+    end_id = check_token_id(end_id, "end_id", target_size)
     check_flag(use_cache, "use_cache")
     check_flag(compile, "compile")
     sampler = sampler or greedy_sampler()
-    start_id, end_id = int(start_id), int(end_id)
     function = decode_function(
         model, max_length, start_id, end_id, sampler, use_cache
     )
@@ -67,7 +79,12 @@ def decode(
 
 def decode_function(model, max_length, start_id, end_id, sampler, use_cache):
     """The uncompiled `source_ids -> ids` loop of `decode` (checked
-    arguments), for callers that trace it into their own graph."""
+    arguments), for callers that trace it into their own graph.
+
+    The ids it is traced on have no values yet, so it cannot check that
+    they lie in the vocabulary as `decode` does: the caller feeds ids of
+    the model's own tokenizer (as `Translator.strings_to_strings` does).
+    """
 
     def decode_ids(source_ids):
         batch_size = ops.shape(source_ids)[0]
