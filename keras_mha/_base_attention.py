@@ -11,6 +11,7 @@ b batch, t query length, s key length, d width, n heads, h head width.
 import keras
 from keras import ops
 
+from keras_mha import _capture
 from keras_mha._attention import attend
 from keras_mha._heads import check_cache
 from keras_mha._heads import check_cache_update_index
@@ -341,6 +342,9 @@ class BaseAttention(keras.layers.Layer):
         if written is not None and not self.use_causal_mask:
             # The causal mask already hides the positions not written yet.
             key_mask = written_positions(key_mask, ops.shape(k)[2], written)
+        # keras_mha.visualize.attention_maps: while a recorder is open, the
+        # probabilities are computed (explicit path) and handed to it.
+        recorder = _capture.active_recorder()
         outputs, scores = attend(
             q,
             k,
@@ -353,11 +357,13 @@ class BaseAttention(keras.layers.Layer):
             dropout=self.dropout,
             training=training,
             seed_generator=self.seed_generator,
-            return_scores=return_attention_scores,
+            return_scores=return_attention_scores or recorder is not None,
             flash_attention=self.flash_attention,
             chunk_size=self.attention_chunk_size,
             sliding_window=self.sliding_window,
         )
+        if recorder is not None:
+            recorder.record(self, scores)
         if gate is not None:
             outputs = ops.multiply(outputs, ops.cast(gate, outputs.dtype))
         outputs = merge_heads(self.output_dense, outputs)  # (b, t, output_dim)
