@@ -25,27 +25,28 @@ class Record:
 
 
 class Recorder:
-    """Collects the attention probabilities of the calls it sees, in order."""
+    """Collects the attention probabilities of the calls it sees, in order.
+
+    Traced calls (Keras building an unbuilt model by tracing it, or a
+    `tf.function` / `jax.jit` around the model) have symbolic maps; they
+    are counted in `traced`, not recorded.
+    """
 
     def __init__(self):
         self.records = []
+        self.traced = 0
 
     def record(self, layer, scores):
         try:
-            scores = ops.convert_to_numpy(scores)
-        except Exception as error:  # A traced call: its maps are symbolic.
-            raise ValueError(
-                "Attention maps are read from an eager forward pass, but "
-                f"layer {layer.name} was called inside a traced function "
-                "(tf.function, jax.jit or torch.compile). Call the model "
-                "itself, not a compiled wrapper. Received: scores of type "
-                f"{type(scores).__name__}"
-            ) from error
+            scores = np.asarray(ops.convert_to_numpy(scores), "float32")
+        except Exception:  # Symbolic: no values to read.
+            self.traced += 1
+            return
         path = layer.path or layer.name
         calls = sum(r.layer is layer for r in self.records)
         # A layer called twice in one pass (shared weights) keeps both.
         key = path if calls == 0 else f"{path}:{calls}"
-        self.records.append(Record(key, layer, np.asarray(scores, "float32")))
+        self.records.append(Record(key, layer, scores))
 
 
 def active_recorder():

@@ -47,11 +47,13 @@ def attention_maps(model, inputs, **call_kwargs):
 
     Example:
 
-    >>> block = keras_mha.TransformerEncoderBlock(2, intermediate_dim=8)
-    >>> model = keras.Sequential([keras.Input((5, 4)), block])
+    >>> block = keras_mha.TransformerEncoderBlock(
+    ...     2, intermediate_dim=8, name="encoder"
+    ... )
+    >>> model = keras.Sequential([keras.Input((5, 4)), block], name="model")
     >>> maps = attention_maps(model, np.ones((3, 5, 4)))
     >>> {path: m.shape for path, m in maps.items()}
-    {'sequential/transformer_encoder_block/self_attention': (3, 2, 5, 5)}
+    {'model/encoder/self_attention': (3, 2, 5, 5)}
     """
     return {
         r.path: r.scores for r in record_attention(model, inputs, **call_kwargs)
@@ -62,6 +64,13 @@ def record_attention(model, inputs, **call_kwargs):
     """`attention_maps`' records: `Record(path, layer, scores)` in order."""
     with _capture.recording() as recorder:
         model(inputs, training=False, **call_kwargs)
+    if not recorder.records and recorder.traced:
+        raise ValueError(
+            "`model` ran its attention layers only inside a traced function "
+            "(tf.function, jax.jit or torch.compile), whose maps have no "
+            "values: attention maps are read from an eager forward pass. "
+            f"Received: model={getattr(model, 'name', model)!r}"
+        )
     if not recorder.records:
         raise ValueError(
             "`model` ran no attention layer of keras_mha (MultiHeadAttention, "
