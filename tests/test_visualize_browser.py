@@ -112,6 +112,18 @@ def shown(browser, side):
     return highlighted, opacities
 
 
+def brightness(browser, side):
+    """The alpha of each token's text background on one side."""
+    texts = browser.find_elements(
+        By.CSS_SELECTOR, f'.kmha-token[data-side="{side}"] .kmha-text'
+    )
+    colours = [t.value_of_css_property("background-color") for t in texts]
+    return [
+        float(c.split(",")[3].rstrip(")")) if c.startswith("rgba") else 1.0
+        for c in colours
+    ]
+
+
 def choose_layer(browser, name):
     select = Select(browser.find_element(By.CSS_SELECTOR, ".kmha-layer"))
     labels = [option.text for option in select.options]
@@ -148,6 +160,10 @@ def test_hover_highlights_the_maps(
         highlighted == np.flatnonzero(np.round(expected, 6).max(0) > 0).tolist()
     )
     np.testing.assert_allclose(opacities, expected, atol=1e-5)
+    # Each token's text as bright as its strongest link (alpha of 8 bits).
+    np.testing.assert_allclose(
+        brightness(browser, other), expected.max(0), atol=3e-3
+    )
     if layer.endswith("/self_attention") and layer.startswith("decoder"):
         assert highlighted == list(range(index + 1))  # Causal: no future.
     assert errors(browser) == []

@@ -94,6 +94,7 @@ function kmhaHeadView(root) {
     svg.replaceChildren();
     root.querySelectorAll(".kmha-token").forEach(function (row) {
       row.classList.remove("kmha-active", "kmha-attended");
+      row.querySelector(".kmha-text").style.background = "";
       row.querySelectorAll(".kmha-box").forEach(function (box) {
         box.style.opacity = "0";
       });
@@ -115,19 +116,24 @@ function kmhaHeadView(root) {
     const count = side === "query" ? keys : queries;
     for (let k = 0; k < count; k++) {
       const row = columns[other].children[k];
-      let attended = false;
+      let strongest = 0;
       state.selected.forEach(function (head) {
         const w = side === "query" ? weight(head, index, k) :
           weight(head, k, index);
         row.querySelector('.kmha-box[data-head="' + head + '"]')
           .style.opacity = String(w);
+        strongest = Math.max(strongest, w);
         if (w > 0) {
-          attended = true;
           if (side === "query") line(index, k, head, w);
           else line(k, index, head, w);
         }
       });
-      if (attended) row.classList.add("kmha-attended");
+      if (strongest > 0) {
+        // The text as bright as the strongest link of the selected heads.
+        row.classList.add("kmha-attended");
+        row.querySelector(".kmha-text").style.background =
+          "rgba(255, 193, 7, " + strongest + ")";
+      }
     }
   }
 
