@@ -9,11 +9,11 @@ scores.
 """
 
 import math
-import numbers
 
 import numpy as np
 from keras import ops
 
+from keras_mha._validation import check_example
 from keras_mha._validation import check_positive_float
 from keras_mha._validation import check_positive_int
 from keras_mha.visualize.maps import merge_subwords as merge_pieces
@@ -218,15 +218,7 @@ def plot_layer_attention(
         )
     scores = scores[scores_index]
     batch_size = scores.shape[0]
-    if (
-        isinstance(example, bool)
-        or not isinstance(example, numbers.Integral)
-        or not -batch_size <= example < batch_size
-    ):
-        raise ValueError(
-            f"`example` expected an index into the batch of {batch_size} "
-            f"examples. Received: example={example!r}"
-        )
+    check_example(example, batch_size)
     scores = ops.convert_to_numpy(scores[example])
     figure = plot_attention_scores(
         scores,

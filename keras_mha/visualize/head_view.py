@@ -17,6 +17,7 @@ import json
 
 import numpy as np
 
+from keras_mha._validation import check_example
 from keras_mha.multi_head_self_attention import MultiHeadSelfAttention
 from keras_mha.visualize.maps import merge_subwords as merge_pieces
 from keras_mha.visualize.maps import record_attention
@@ -229,12 +230,7 @@ def head_view(
     layers = []
     for record in records:
         kind, queries, keys = _sides(record.layer, tokens, target_tokens)
-        batch_size = record.scores.shape[0]
-        if not -batch_size <= example < batch_size:
-            raise ValueError(
-                f"`example` expected an index into the batch of {batch_size} "
-                f"examples. Received: example={example!r}"
-            )
+        check_example(example, record.scores.shape[0])
         scores = record.scores[example]  # (n, t, s)
         for name, labels, length in (
             ("query", queries, scores.shape[1]),

@@ -9,9 +9,10 @@ render the rows. Queries that may attend to no key are left out.
 """
 
 import html
-import numbers
 
 import numpy as np
+
+from keras_mha._validation import check_example
 
 SORT_KEYS = ("head", "distance", "offset", "entropy")
 
@@ -103,15 +104,7 @@ def rank_heads(
     for layer, scores in maps.items():
         scores = np.asarray(scores)
         batch_size = scores.shape[0]
-        if (
-            isinstance(example, bool)
-            or not isinstance(example, numbers.Integral)
-            or not -batch_size <= example < batch_size
-        ):
-            raise ValueError(
-                f"`example` expected an index into the batch of {batch_size} "
-                f"examples of {layer}. Received: example={example!r}"
-            )
+        check_example(example, batch_size)
         scores = scores[example]  # (n, t, s)
         queries = _labels(query_tokens, layer, scores.shape[1])
         keys = _labels(key_tokens, layer, scores.shape[2])
