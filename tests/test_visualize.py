@@ -1,8 +1,10 @@
 """Per-head attention maps: one heatmap per head, saved as a PNG; the
-docstring examples of `keras_mha.visualize`."""
+docstring examples of `keras_mha.visualize` and its user guide."""
 
 import doctest
 import importlib
+import os
+import re
 
 import keras
 import numpy as np
@@ -206,3 +208,22 @@ def test_docstring_examples_run(module, tmp_path, monkeypatch):
         optionflags=doctest.ELLIPSIS,
     )
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_user_guide_runs(tmp_path, monkeypatch, capsys):
+    """The Python blocks of docs/visualize.md, in order, in one namespace."""
+    guide = os.path.join(
+        os.path.dirname(os.path.dirname(__file__)), "docs", "visualize.md"
+    )
+    text = open(guide, encoding="utf-8").read()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 4
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    for block in blocks:
+        exec(block, namespace)
+    printed = capsys.readouterr().out
+    assert "decoder_block_0/cross_attention (1, 2, 3, 4)" in printed
+    assert (tmp_path / "heads.html").exists() and (
+        tmp_path / "heads.png"
+    ).exists()
