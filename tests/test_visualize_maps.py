@@ -222,3 +222,13 @@ def test_merge_sums_key_pieces_and_averages_query_pieces():
 def test_merge_names_a_token_list_of_the_wrong_length():
     with pytest.raises(ValueError, match="len\\(key_tokens\\)=2"):
         merge_subwords(np.ones((2, 3, 4)), ["a"] * 3, ["b"] * 2)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_maps_are_float32_probabilities(policy):
+    keras.config.set_dtype_policy(policy)
+    block = keras_mha.TransformerEncoderBlock(HEADS, intermediate_dim=7)
+    x = keras.random.normal((BATCH, SOURCE, WIDTH), seed=4)
+    (scores,) = attention_maps(block, x).values()
+    assert scores.dtype == np.float32
+    np.testing.assert_allclose(scores.sum(-1), 1.0, atol=2e-2)
