@@ -6,8 +6,8 @@ import pytest
 from keras import ops
 
 import keras_mha
+from keras_mha import TransformerCausalLM
 from keras_mha import _capture
-from keras_mha.seq2seq.models import TransformerCausalLM
 from keras_mha.seq2seq.models import TransformerSeq2Seq
 from keras_mha.visualize import attention_maps
 from keras_mha.visualize import merge_subwords
