@@ -36,6 +36,7 @@ from keras_mha._validation import check_mask_shape
 from keras_mha._validation import check_positive_int
 from keras_mha._validation import check_rate
 from keras_mha._validation import check_size
+from keras_mha.distribution import check_split
 
 
 class BaseAttention(keras.layers.Layer):
@@ -171,6 +172,15 @@ class BaseAttention(keras.layers.Layer):
         # projection pass the mask through avoids Keras's "destroys the mask"
         # warning without removing the mask from a tensor others may share.
         layer.supports_masking = True
+        heads = "num_heads"
+        if num_heads is not None and self.num_key_value_heads is not None:
+            heads = "num_key_value_heads"
+        check_split(
+            self,
+            name,
+            [(input_shape[-1], "width")],
+            [(num_heads or self.num_heads, heads), (head_width, "head width")],
+        )
         layer.build(input_shape)
         return layer
 
@@ -209,6 +219,12 @@ class BaseAttention(keras.layers.Layer):
             **self._sublayer_kwargs(),
         )
         heads_shape = (*input_shape[:2], self.num_heads, self._value_dim)
+        check_split(
+            self,
+            "attention_output",
+            [(self.num_heads, "num_heads"), (self._value_dim, "value_dim")],
+            [(self._output_dim, "output_dim")],
+        )
         self.output_dense.build(heads_shape)
 
     def _sublayer_kwargs(self):

@@ -18,6 +18,7 @@ from keras_mha._validation import check_positive_float
 from keras_mha._validation import check_positive_int
 from keras_mha._validation import check_rate
 from keras_mha._validation import check_sequence_shape
+from keras_mha.distribution import check_split
 from keras_mha.multi_head_self_attention import MultiHeadSelfAttention
 
 
@@ -161,6 +162,8 @@ class TransformerBlock(keras.layers.Layer):
             name="ffn_intermediate",
             **self._initializers(),
         )
+        ffn = [(self.intermediate_dim, "intermediate_dim")]
+        check_split(self, "ffn_intermediate", [(width, "width")], ffn)
         self.ffn_intermediate.build(input_shape)
         self.ffn_output = keras.layers.Dense(
             width,
@@ -168,6 +171,7 @@ class TransformerBlock(keras.layers.Layer):
             name="ffn_output",
             **self._initializers(),
         )
+        check_split(self, "ffn_output", ffn, [(width, "width")])
         self.ffn_output.build((*input_shape[:-1], self.intermediate_dim))
         self.ffn_norm, self.ffn_dropout = self._norm_and_dropout(
             "ffn", input_shape
