@@ -246,6 +246,12 @@ def _use_fused(query, value, flash_attention):
     # The fused op needs one head width for keys and values.
     if flash_attention is False or query.shape[-1] != value.shape[-1]:
         return False
+    # `None` follows keras.config.disable_flash_attention(), as Keras does.
+    if (
+        flash_attention is None
+        and not keras.config.is_flash_attention_enabled()
+    ):
+        return False
     return flash_attention is True or _backend_has_fused_kernel()
 
 

@@ -26,15 +26,18 @@ from keras_mha._porting import CONSTRUCTOR_HINTS
 from keras_mha._porting import check_foreign_arguments
 from keras_mha._porting import check_positional
 from keras_mha._quantization import dtype_config
+from keras_mha._quantization import skip_quantize_when_weightless
 from keras_mha._utils import clone_initializer
 from keras_mha._utils import output_spec_of_call
 from keras_mha._utils import pack_outputs
 from keras_mha._validation import check_attention_mask
 from keras_mha._validation import check_bool
 from keras_mha._validation import check_flash_attention
+from keras_mha._validation import check_flash_attention_call
 from keras_mha._validation import check_mask_shape
 from keras_mha._validation import check_positive_int
 from keras_mha._validation import check_rate
+from keras_mha._validation import check_rotary_key_dim
 from keras_mha._validation import check_size
 from keras_mha.distribution import check_split
 
@@ -111,6 +114,7 @@ class BaseAttention(keras.layers.Layer):
                 keras.layers.serialize(rotary_embedding)
             )
             rotary_embedding.dtype_policy = self.dtype_policy
+            skip_quantize_when_weightless(rotary_embedding)
         self.rotary_embedding = rotary_embedding
         self.attention_chunk_size = check_positive_int(
             "attention_chunk_size", attention_chunk_size, allow_none=True
@@ -125,7 +129,9 @@ class BaseAttention(keras.layers.Layer):
         self.dropout = check_rate("dropout", dropout)
         self.use_bias = check_bool("use_bias", use_bias)
         self.use_causal_mask = check_bool("use_causal_mask", use_causal_mask)
-        self.flash_attention = check_flash_attention(flash_attention)
+        self.flash_attention = check_flash_attention(
+            flash_attention, self.dropout
+        )
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
@@ -155,6 +161,10 @@ class BaseAttention(keras.layers.Layer):
         self._key_dim = self.key_dim or width // self.num_heads
         self._value_dim = self.value_dim or self._key_dim
         self._output_dim = self.output_dim or width
+        if self.rotary_embedding is not None:
+            check_rotary_key_dim(
+                self._key_dim, self.key_dim is not None, self.num_heads, width
+            )
 
     def _projection(self, name, input_shape, head_width, num_heads=None):
         """An EinsumDense from `(b, t, d)` to `(b, t, heads, head_width)`.
@@ -318,6 +328,11 @@ class BaseAttention(keras.layers.Layer):
                 "`cache_update_index` needs a `cache`. Received: cache=None, "
                 f"cache_update_index={cache_update_index}"
             )
+        check_flash_attention_call(
+            self.flash_attention,
+            return_attention_scores,
+            (self._key_dim, self._value_dim),
+        )
         # Positions of this call's queries and keys: from the cache index.
         start = 0 if cache_update_index is None else cache_update_index
         q, k = self._rotate(q, start), self._rotate(k, start)

@@ -72,7 +72,9 @@ class TransformerBlock(keras.layers.Layer):
         )
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.flash_attention = check_flash_attention(flash_attention)
+        self.flash_attention = check_flash_attention(
+            flash_attention, self.dropout
+        )
         self.supports_masking = True
 
     def __call__(self, *args, **kwargs):

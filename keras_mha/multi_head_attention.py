@@ -9,6 +9,7 @@ from keras_mha._heads import project_heads
 from keras_mha._validation import check_float_dtype
 from keras_mha._validation import check_mask_shape
 from keras_mha._validation import check_matching_dim
+from keras_mha._validation import check_rotary_cache
 from keras_mha._validation import check_sequence_shape
 
 
@@ -221,6 +222,11 @@ class MultiHeadAttention(BaseAttention):
                 f"value=None, cache={cache if cache is None else cache.shape}, "
                 f"cache_update_index={cache_update_index}"
             )
+        if cache is not None and cache_update_index is None:
+            check_rotary_cache(
+                self.rotary_embedding,
+                "A `cache` with cache_update_index=None",
+            )
         self._check_call_inputs(query, value, key, value_mask)
         key = value if key is None else key
         key_mask = value_mask if key_mask is None else key_mask
@@ -260,12 +266,12 @@ class MultiHeadAttention(BaseAttention):
             `(batch, 2, num_key_value_heads, key_length, key_dim)` tensor.
         """
         self._check_built("compute_cache")
+        check_rotary_cache(self.rotary_embedding, "`compute_cache`")
         check_cacheable(self._key_dim, self._value_dim)
         self._check_call_inputs(None, value, key, None)
         value = ops.cast(value, self.compute_dtype)
         key = value if key is None else ops.cast(key, self.compute_dtype)
         k = project_heads(self.key_dense, key)  # (b, n_kv, s, h)
-        k = self._rotate(k, 0)  # Rotary positions 0 ... s - 1.
         v = project_heads(self.value_dense, value)
         return ops.stack([k, v], axis=1)
 

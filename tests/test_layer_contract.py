@@ -660,3 +660,79 @@ def test_int8_quantize_warns_about_none_of_our_layers():
     assert attention.qkv_dense.quantization_mode == "int8"
     after = to_numpy(model(ids))
     assert np.abs(after - before).max() < 0.1 * np.abs(before).max()
+
+
+FLASH_WITH_DROPOUT = {
+    "mha": lambda: MultiHeadAttention(HEADS, flash_attention=True, dropout=0.1),
+    "mhsa": lambda: MultiHeadSelfAttention(
+        HEADS, flash_attention=True, dropout=0.1
+    ),
+    "encoder": lambda: TransformerEncoderBlock(
+        HEADS, intermediate_dim=FFN, flash_attention=True, dropout=0.1
+    ),
+    "decoder": lambda: TransformerDecoderBlock(
+        HEADS, intermediate_dim=FFN, flash_attention=True, dropout=0.1
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "make", FLASH_WITH_DROPOUT.values(), ids=list(FLASH_WITH_DROPOUT)
+)
+def test_flash_attention_with_dropout_is_refused_at_construction(make):
+    # As keras.layers.MultiHeadAttention: the flash kernel has no dropout.
+    with pytest.raises(
+        ValueError, match=r"cannot apply attention dropout.*dropout=0.1"
+    ):
+        make()
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "tensorflow",
+    reason="TensorFlow refuses flash_attention=True at construction",
+)
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda: MultiHeadSelfAttention(HEADS, flash_attention=True),
+            "return_attention_scores=True",
+        ),
+        (
+            lambda: MultiHeadSelfAttention(
+                HEADS, flash_attention=True, value_dim=6
+            ),
+            "key_dim=4, value_dim=6",
+        ),
+    ],
+    ids=["scores", "value_dim"],
+)
+def test_flash_attention_a_call_cannot_honour_is_refused(make, message):
+    layer = make()
+    x = np.ones((B, T, D), "float32")
+    with pytest.raises(ValueError, match=message):
+        layer(x, return_attention_scores=message.startswith("return"))
+
+
+def test_flash_attention_none_follows_the_keras_setting(monkeypatch):
+    import keras_mha._attention as attention
+
+    calls = []
+    fused = attention._fused_attention
+    monkeypatch.setattr(
+        attention,
+        "_fused_attention",
+        lambda *args: calls.append(1) or fused(*args),
+    )
+    layer = MultiHeadSelfAttention(HEADS)
+    x = np.random.default_rng(0).normal(size=(B, T, D)).astype("float32")
+    expected = to_numpy(layer(x))
+    assert bool(calls) == attention._backend_has_fused_kernel()
+    calls.clear()
+    keras.config.disable_flash_attention()
+    try:
+        outputs = to_numpy(layer(x))
+    finally:
+        keras.config.enable_flash_attention()
+    assert not calls
+    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
