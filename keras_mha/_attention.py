@@ -246,11 +246,10 @@ def _use_fused(query, value, flash_attention):
     # The fused op needs one head width for keys and values.
     if flash_attention is False or query.shape[-1] != value.shape[-1]:
         return False
-    # `None` follows keras.config.disable_flash_attention(), as Keras does.
-    if (
-        flash_attention is None
-        and not keras.config.is_flash_attention_enabled()
-    ):
+    # `None` follows keras.config.disable_flash_attention(), as Keras does
+    # (the setting is `None` by default, `False` once disabled).
+    enabled = keras.config.is_flash_attention_enabled()
+    if flash_attention is None and enabled is False:
         return False
     return flash_attention is True or _backend_has_fused_kernel()
 

@@ -229,6 +229,9 @@ class TransformerBlock(keras.layers.Layer):
         return ops.reshape(self.ffn_output(self.ffn_intermediate(x)), shape)
 
     def compute_output_shape(self, inputs_shape, *args, **kwargs):
+        # The shapes the call would accept, or its error.
+        width = self._width if self.built else None
+        check_sequence_shape("inputs", inputs_shape, width)
         return inputs_shape
 
     def compute_output_spec(self, *args, **kwargs):

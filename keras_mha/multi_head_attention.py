@@ -184,22 +184,32 @@ class MultiHeadAttention(BaseAttention):
         """
         inputs = {"query": query, "value": value, "key": key}
         inputs = {k: v for k, v in inputs.items() if v is not None}
-        widths = {
-            "query": self._width,
-            "value": self._value_width,
-            "key": self._key_width,
-        }
         for name, tensor in inputs.items():
             check_float_dtype(name, tensor)
-            check_sequence_shape(name, tensor.shape, widths[name])
-        shapes = {name: tensor.shape for name, tensor in inputs.items()}
-        check_matching_dim("batch size", 0, **shapes)
-        shapes.pop("query", None)
-        check_matching_dim("sequence length", 1, **shapes)
+        self._check_shapes(
+            **{name: tensor.shape for name, tensor in inputs.items()}
+        )
         if value is not None:
             check_mask_shape(
                 "value_mask", value_mask, (value.shape[0], value.shape[1])
             )
+
+    def _check_shapes(self, query=None, value=None, key=None):
+        """Ranks, widths (once built) and matching sizes of the inputs."""
+        shapes = {"query": query, "value": value, "key": key}
+        shapes = {k: tuple(v) for k, v in shapes.items() if v is not None}
+        widths = {}
+        if self.built:
+            widths = {
+                "query": self._width,
+                "value": self._value_width,
+                "key": self._key_width,
+            }
+        for name, shape in shapes.items():
+            check_sequence_shape(name, shape, widths.get(name))
+        check_matching_dim("batch size", 0, **shapes)
+        shapes.pop("query", None)
+        check_matching_dim("sequence length", 1, **shapes)
 
     def call(
         self,
@@ -288,5 +298,7 @@ class MultiHeadAttention(BaseAttention):
     def compute_output_shape(
         self, query_shape, value_shape=None, key_shape=None
     ):
+        # The shapes the call would accept, or its error.
+        self._check_shapes(query_shape, value_shape, key_shape)
         output_dim = self.output_dim or query_shape[-1]
         return (*query_shape[:-1], output_dim)

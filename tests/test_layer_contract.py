@@ -736,3 +736,80 @@ def test_flash_attention_none_follows_the_keras_setting(monkeypatch):
         keras.config.enable_flash_attention()
     assert not calls
     np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
+
+
+SPEC_LAYERS = {
+    "mha": (lambda: MultiHeadAttention(HEADS), 2),
+    "mhsa": (lambda: MultiHeadSelfAttention(HEADS), 1),
+    "encoder_post_ln": (
+        lambda: TransformerEncoderBlock(HEADS, intermediate_dim=FFN),
+        1,
+    ),
+    "encoder_pre_ln": (
+        lambda: TransformerEncoderBlock(
+            HEADS, intermediate_dim=FFN, norm_first=True
+        ),
+        1,
+    ),
+    "decoder_post_ln": (
+        lambda: TransformerDecoderBlock(HEADS, intermediate_dim=FFN),
+        2,
+    ),
+    "decoder_pre_ln": (
+        lambda: TransformerDecoderBlock(
+            HEADS, intermediate_dim=FFN, norm_first=True
+        ),
+        2,
+    ),
+}
+
+
+@pytest.mark.parametrize("scores", [False, True], ids=["outputs", "scores"])
+@pytest.mark.parametrize(
+    "policy", ["float32", "mixed_float16", "mixed_bfloat16"]
+)
+@pytest.mark.parametrize("name", list(SPEC_LAYERS))
+def test_compute_output_spec_is_what_the_call_returns(name, policy, scores):
+    keras.config.set_dtype_policy(policy)
+    make, num_inputs = SPEC_LAYERS[name]
+    layer = make()
+    rng = np.random.default_rng(0)
+    inputs = [
+        rng.normal(size=(B, length, D)).astype("float32")
+        for length in (T, S)[:num_inputs]
+    ]
+    kwargs = {"return_attention_scores": True} if scores else {}
+    outputs = layer(*inputs, **kwargs)
+    # float32 symbolic inputs, as a functional model of float32 Inputs.
+    spec = layer.compute_output_spec(
+        *[keras.KerasTensor(x.shape, "float32") for x in inputs], **kwargs
+    )
+    described = keras.tree.map_structure(
+        lambda x: (tuple(x.shape), keras.backend.standardize_dtype(x.dtype)),
+        (outputs, spec),
+    )
+    assert described[1] == described[0]
+
+
+def test_compute_output_shape_checks_what_the_call_checks():
+    cross = MultiHeadAttention(HEADS)
+    with pytest.raises(ValueError, match="same sequence length"):
+        cross.compute_output_shape((2, 2, 8), (2, 2, 8), (2, 1, 7))
+    with pytest.raises(ValueError, match="same batch size"):
+        cross.compute_output_shape((3, 2, 8), (2, 2, 8))
+    with pytest.raises(ValueError, match="rank-3"):
+        cross.compute_output_shape((2, 8), (2, 2, 8))
+    assert cross.compute_output_shape((2, 4, 8), (2, 3, 6)) == (2, 4, 8)
+    cross(floats(B, T, D), floats(B, S, D))
+    with pytest.raises(ValueError, match="expected last dimension 12"):
+        cross.compute_output_shape((B, T, 8), (B, S, D))
+    for layer in (
+        MultiHeadSelfAttention(HEADS),
+        TransformerEncoderBlock(HEADS, intermediate_dim=FFN),
+    ):
+        with pytest.raises(ValueError, match="rank-3"):
+            layer.compute_output_shape((B, D))
+        layer(floats(B, T, D))
+        with pytest.raises(ValueError, match="expected last dimension 12"):
+            layer.compute_output_shape((B, T, 8))
+        assert tuple(layer.compute_output_shape((B, 9, D))) == (B, 9, D)
