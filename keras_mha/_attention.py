@@ -386,6 +386,11 @@ def _use_fused(query, value, flash_attention, soft_cap=None):
         or soft_cap is not None
     ):
         return False
+    # `None` follows keras.config.disable_flash_attention(), as Keras does
+    # (the setting is `None` by default, `False` once disabled).
+    enabled = keras.config.is_flash_attention_enabled()
+    if flash_attention is None and enabled is False:
+        return False
     return flash_attention is True or _backend_has_fused_kernel()
 
 

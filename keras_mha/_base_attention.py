@@ -25,15 +25,19 @@ from keras_mha._heads import written_positions
 from keras_mha._layer import PackageLayer
 from keras_mha._lora import check_targets
 from keras_mha._lora import enable_lora
+from keras_mha._quantization import skip_quantize_when_weightless
 from keras_mha._validation import check_attention_mask
 from keras_mha._validation import check_bool
 from keras_mha._validation import check_flash_attention
+from keras_mha._validation import check_flash_attention_call
 from keras_mha._validation import check_fraction
 from keras_mha._validation import check_mask_shape
 from keras_mha._validation import check_positive_float
 from keras_mha._validation import check_positive_int
 from keras_mha._validation import check_rate
+from keras_mha._validation import check_rotary_key_dim
 from keras_mha._validation import check_size
+from keras_mha.distribution import check_split
 
 # The options of the attention computation a block hands down to its
 # attention layers, under the same names (so errors name the block's
@@ -170,7 +174,9 @@ class BaseAttention(PackageLayer):
         self.use_alibi = check_bool("use_alibi", use_alibi)
         self._alibi_slopes = alibi_slopes(num_heads) if use_alibi else None
         self.use_causal_mask = check_bool("use_causal_mask", use_causal_mask)
-        self.flash_attention = check_flash_attention(flash_attention)
+        self.flash_attention = check_flash_attention(
+            flash_attention, self.dropout
+        )
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
@@ -200,11 +206,19 @@ class BaseAttention(PackageLayer):
             keras.layers.serialize(rotary_embedding)
         )
         rotary_embedding.dtype_policy = self.dtype_policy
+        skip_quantize_when_weightless(rotary_embedding)
         return rotary_embedding
 
-    def _check_rotary_dim(self, key_dim):
-        """With a `rotary_fraction`, the rotated width must be even."""
-        if self.rotary_embedding is None or self.rotary_fraction == 1.0:
+    def _check_rotary_dim(self, key_dim, width=None):
+        """With `rotary_embedding`, the rotated width must be even.
+
+        `width` is the input width when `key_dim` was derived from it.
+        """
+        if self.rotary_embedding is None:
+            return
+        if self.rotary_fraction == 1.0:
+            explicit = self.key_dim is not None
+            check_rotary_key_dim(key_dim, explicit, self.num_heads, width)
             return
         rotary_dim = int(key_dim * self.rotary_fraction)
         if rotary_dim == 0 or rotary_dim % 2:
@@ -226,7 +240,7 @@ class BaseAttention(PackageLayer):
             )
         self._width = width
         self._key_dim = self.key_dim or width // self.num_heads
-        self._check_rotary_dim(self._key_dim)
+        self._check_rotary_dim(self._key_dim, width)
         self._rotary_dim = int(self._key_dim * self.rotary_fraction)
         self._value_dim = self.value_dim or self._key_dim
         self._output_dim = self.output_dim or width
@@ -247,6 +261,15 @@ class BaseAttention(PackageLayer):
         # projection pass the mask through avoids Keras's "destroys the mask"
         # warning without removing the mask from a tensor others may share.
         layer.supports_masking = True
+        heads = "num_heads"
+        if num_heads is not None and self.num_key_value_heads is not None:
+            heads = "num_key_value_heads"
+        check_split(
+            self,
+            name,
+            [(input_shape[-1], "width")],
+            [(num_heads or self.num_heads, heads), (head_width, "head width")],
+        )
         layer.build(input_shape)
         return layer
 
@@ -284,6 +307,12 @@ class BaseAttention(PackageLayer):
             **self._sublayer_kwargs(),
         )
         heads_shape = (*query_shape[:2], self.num_heads, self._value_dim)
+        check_split(
+            self,
+            "attention_output",
+            [(self.num_heads, "num_heads"), (self._value_dim, "value_dim")],
+            [(self._output_dim, "output_dim")],
+        )
         self.output_dense.build(heads_shape)
 
     def _gate(self, query):
@@ -422,6 +451,11 @@ class BaseAttention(PackageLayer):
         new_length = None if k is None else k.shape[2]
         self._check_cache_arguments(
             cache, cache_update_index, q.shape[0], new_length
+        )
+        check_flash_attention_call(
+            self.flash_attention,
+            return_attention_scores,
+            (self._key_dim, self._value_dim),
         )
         # Positions of this call's queries and keys: from the cache index.
         start = 0 if cache_update_index is None else cache_update_index

@@ -49,3 +49,23 @@ def dtype_config(layer, config_dtype):
     if not len(policy_map):
         return config_dtype
     return keras.dtype_policies.serialize(policy_map)
+
+
+def skip_quantize_when_weightless(layer):
+    """Lets `Model.quantize` pass over `layer` silently while it has no
+    weights; returns `layer`.
+
+    `Model.quantize` warns "does not have a `quantize` method" for every
+    leaf layer it cannot quantize, even one with nothing to quantize, such
+    as keras_hub's `RotaryEmbedding` inside an attention layer. A layer
+    that has weights keeps its own `quantize` (and Keras's warning).
+    """
+    quantize = layer.quantize
+
+    def quantize_if_weighted(*args, **kwargs):
+        if layer.weights:
+            return quantize(*args, **kwargs)
+        return None
+
+    layer.quantize = quantize_if_weighted
+    return layer

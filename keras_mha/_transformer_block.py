@@ -23,6 +23,7 @@ from keras_mha._validation import check_bool
 from keras_mha._validation import check_positive_float
 from keras_mha._validation import check_positive_int
 from keras_mha._validation import check_sequence_shape
+from keras_mha.distribution import check_split
 from keras_mha.multi_head_self_attention import MultiHeadSelfAttention
 
 
@@ -259,10 +260,13 @@ class TransformerBlock(PackageLayer):
             **dense,
             **self._initializers(),
         )
+        ffn = [(self.intermediate_dim, "intermediate_dim")]
+        check_split(self, "ffn_intermediate", [(width, "width")], ffn)
         self.ffn_intermediate.build(input_shape)
         self.ffn_output = keras.layers.Dense(
             width, name="ffn_output", **dense, **self._initializers()
         )
+        check_split(self, "ffn_output", ffn, [(width, "width")])
         self.ffn_output.build((*input_shape[:-1], self.intermediate_dim))
         self._build_norms("ffn", input_shape, self.use_post_feedforward_norm)
         return width
@@ -318,6 +322,9 @@ class TransformerBlock(PackageLayer):
         return feedforward(self, x), None
 
     def compute_output_shape(self, inputs_shape, *args, **kwargs):
+        # The shapes the call would accept, or its error.
+        width = self._width if self.built else None
+        check_sequence_shape("inputs", inputs_shape, width)
         return inputs_shape
 
     def get_config(self):

@@ -1,5 +1,6 @@
 """Small helpers the layers share: initializer copies, output structure."""
 
+from keras import tree
 from keras.src.backend import compute_output_spec
 
 
@@ -35,6 +36,16 @@ def output_spec_of_call(layer, *args, **kwargs):
     from `call` itself, and `call`'s argument checks run on symbolic
     inputs too, with their own messages.
     """
+
+    # Float inputs cast to the compute dtype, as `Layer.__call__` does
+    # before `call` (else a mixed-precision spec says float32, or adds a
+    # float32 input to a float16 sub-layer output).
+    def autocast(x):
+        return layer.dtype_policy.convert_input(
+            x, layer.autocast, layer.input_dtype
+        )
+
+    args, kwargs = tree.map_structure(autocast, (args, kwargs))
     return compute_output_spec(layer.call, *args, **kwargs)
 
 

@@ -58,6 +58,41 @@ def check_strings(name, value):
     return [str(item) for item in value]
 
 
+def check_rotary_key_dim(key_dim, explicit, num_heads, width):
+    """With `rotary_embedding`, the head width must be even: rotary
+    embeddings rotate pairs of features."""
+    if key_dim % 2 == 0:
+        return
+    source = (
+        f"key_dim={key_dim}"
+        if explicit
+        else f"key_dim={key_dim} (width {width} // num_heads={num_heads})"
+    )
+    raise ValueError(
+        "`key_dim` expected an even head width with `rotary_embedding`, "
+        "which rotates pairs of features. Pass an even key_dim. "
+        f"Received: {source}"
+    )
+
+
+def check_rotary_cache(rotary_embedding, what):
+    """Refuses rotary positions with a precomputed cross-attention cache.
+
+    A call with a `cache` and `cache_update_index=None` reads fixed keys
+    and values (`compute_cache`) and knows no position for its queries:
+    rotating them would treat every decoding step as position 0.
+    """
+    if rotary_embedding is not None:
+        raise ValueError(
+            f"{what} cannot be used with `rotary_embedding`: a call over a "
+            "precomputed cache does not know the positions of its queries. "
+            "Pass the query sequence from its start with `value` (its "
+            "queries take positions 0 ... t - 1), or build the layer "
+            "without rotary_embedding. Received: rotary_embedding="
+            f"{type(rotary_embedding).__name__}"
+        )
+
+
 def check_rate(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
@@ -117,12 +152,24 @@ def check_bool(name, value):
     return bool(value)
 
 
-def check_flash_attention(value):
-    """`None`, `True` or `False`; `True` only where the backend has one."""
+def check_flash_attention(value, dropout=0.0):
+    """`None`, `True` or `False`; `True` only where it can be honoured.
+
+    As `keras.layers.MultiHeadAttention`, `True` is refused with attention
+    dropout (the flash kernel has none), and on a backend without a flash
+    kernel, rather than silently running the explicit softmax.
+    """
     if not isinstance(value, (bool, np.bool_, type(None))):
         raise ValueError(
             "`flash_attention` expected None, True or False. "
             f"Received: flash_attention={value!r}"
+        )
+    if value and dropout > 0:
+        raise ValueError(
+            "`flash_attention=True` cannot apply attention dropout: set "
+            "dropout=0.0 to use flash attention, or flash_attention=None "
+            "to let the layer choose. "
+            f"Received: flash_attention=True, dropout={dropout}"
         )
     if value and keras.backend.backend() == "tensorflow":
         raise ValueError(
@@ -132,6 +179,30 @@ def check_flash_attention(value):
             f"Received: flash_attention={value!r} on TensorFlow"
         )
     return None if value is None else bool(value)
+
+
+def check_flash_attention_call(flash_attention, return_scores, dims):
+    """At a call: `flash_attention=True` that the call cannot honour.
+
+    The flash kernel returns no scores and needs one head width for keys
+    and values (`dims` is `(key_dim, value_dim)`).
+    """
+    if not flash_attention:
+        return
+    if return_scores:
+        raise ValueError(
+            "`return_attention_scores=True` needs the explicit softmax, "
+            "which `flash_attention=True` does not run: the flash kernel "
+            "returns no scores. Build the layer with flash_attention=None "
+            "or False to get them. Received: flash_attention=True, "
+            "return_attention_scores=True"
+        )
+    if dims[0] != dims[1]:
+        raise ValueError(
+            "`flash_attention=True` needs the same head width for keys and "
+            "values. Received: flash_attention=True, key_dim="
+            f"{dims[0]}, value_dim={dims[1]}"
+        )
 
 
 def concrete_int(value):

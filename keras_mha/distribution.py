@@ -8,6 +8,7 @@ hidden units, so that each device holds `1 / model_size` of each kernel.
 """
 
 import keras
+import numpy as np
 
 # Variable paths of the package's layers, as regular expressions matched
 # in full (`re.fullmatch`) against `variable.path`. Notation: d width,
@@ -39,8 +40,11 @@ def get_layout_map(
     for them. The batch of the inputs is split over
     `data_parallel_dim_name` by `keras.distribution.ModelParallel`.
 
-    `num_heads` and `intermediate_dim` must be multiples of the size of
-    the model axis of the mesh.
+    `num_heads` (`num_key_value_heads` for self-attention's fused
+    projection when set) and `intermediate_dim` must be multiples of the
+    size of the model axis of the mesh: the layers check this when they are
+    built under the distribution, and raise a `ValueError` naming the
+    argument.
 
     Args:
         device_mesh: `keras.distribution.DeviceMesh` with the two axes
@@ -93,3 +97,59 @@ def get_layout_map(
     layout_map[_FFN_IN_BIAS] = (model,)
     layout_map[_FFN_OUT_KERNEL] = (model, None)
     return layout_map
+
+
+def check_model_parallel(path, variables):
+    """Checks, before they are made, that the current distribution can
+    split the layer's variables over its mesh.
+
+    Under `keras.distribution.ModelParallel`, each variable takes the
+    layout its path has in the layout map; a mesh axis that does not divide
+    the size it splits would fail only inside the backend (JAX's
+    `IndivisibleError`), naming neither the layer nor the argument.
+
+    Args:
+        path: the path of the layer that makes the variables.
+        variables: `{name: ((size, argument), ...)}`: each variable's path
+            below `path` and, per axis of its shape, the size and the
+            argument that sets it.
+    """
+    distribution = keras.distribution.distribution()
+    if not isinstance(distribution, keras.distribution.ModelParallel):
+        return
+    mesh = distribution.device_mesh
+    mesh_sizes = dict(zip(mesh.axis_names, mesh.shape))
+    for name, axes in variables.items():
+        variable_path = f"{path}/{name}"
+        layout = distribution.get_tensor_layout(variable_path)
+        if layout is None:
+            continue
+        for axis, ((size, argument), names) in enumerate(
+            zip(axes, layout.axes)
+        ):
+            names = (names,) if isinstance(names, str) else names or ()
+            parts = int(np.prod([mesh_sizes[n] for n in names]))
+            if size % parts:
+                raise ValueError(
+                    f"`{argument}` expected a multiple of {parts}, the size "
+                    f"of the mesh axis {'x'.join(names)!r} that the layout "
+                    f"map splits axis {axis} of {variable_path} over. "
+                    f"Received: {argument}={size} (mesh shape "
+                    f"{dict(mesh_sizes)})"
+                )
+
+
+def check_split(layer, name, input_axes, output_axes):
+    """`check_model_parallel` of the kernel and bias of sub-layer `name`.
+
+    Axes are `(size, argument)` pairs: the kernel has the input then the
+    output axes (as `EinsumDense` and `Dense` kernels), the bias the
+    output axes.
+    """
+    check_model_parallel(
+        layer.path,
+        {
+            f"{name}/kernel": (*input_axes, *output_axes),
+            f"{name}/bias": tuple(output_axes),
+        },
+    )

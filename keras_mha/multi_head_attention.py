@@ -10,6 +10,7 @@ from keras_mha._utils import pack_outputs
 from keras_mha._validation import check_float_dtype
 from keras_mha._validation import check_mask_shape
 from keras_mha._validation import check_matching_dim
+from keras_mha._validation import check_rotary_cache
 from keras_mha._validation import check_sequence_shape
 
 
@@ -183,22 +184,32 @@ class MultiHeadAttention(BaseAttention):
         """
         inputs = {"query": query, "value": value, "key": key}
         inputs = {k: v for k, v in inputs.items() if v is not None}
-        widths = {
-            "query": self._width,
-            "value": self._value_width,
-            "key": self._key_width,
-        }
         for name, tensor in inputs.items():
             check_float_dtype(name, tensor)
-            check_sequence_shape(name, tensor.shape, widths[name])
-        shapes = {name: tensor.shape for name, tensor in inputs.items()}
-        check_matching_dim("batch size", 0, **shapes)
-        shapes.pop("query", None)
-        check_matching_dim("sequence length", 1, **shapes)
+        self._check_shapes(
+            **{name: tensor.shape for name, tensor in inputs.items()}
+        )
         if value is not None:
             check_mask_shape(
                 "value_mask", value_mask, (value.shape[0], value.shape[1])
             )
+
+    def _check_shapes(self, query=None, value=None, key=None):
+        """Ranks, widths (once built) and matching sizes of the inputs."""
+        shapes = {"query": query, "value": value, "key": key}
+        shapes = {k: tuple(v) for k, v in shapes.items() if v is not None}
+        widths = {}
+        if self.built:
+            widths = {
+                "query": self._width,
+                "value": self._value_width,
+                "key": self._key_width,
+            }
+        for name, shape in shapes.items():
+            check_sequence_shape(name, shape, widths.get(name))
+        check_matching_dim("batch size", 0, **shapes)
+        shapes.pop("query", None)
+        check_matching_dim("sequence length", 1, **shapes)
 
     def call(
         self,
@@ -220,6 +231,11 @@ class MultiHeadAttention(BaseAttention):
                 "from a `cache` (with cache_update_index=None). Received: "
                 f"value=None, cache={cache if cache is None else cache.shape}, "
                 f"cache_update_index={cache_update_index}"
+            )
+        if cache is not None and cache_update_index is None:
+            check_rotary_cache(
+                self.rotary_embedding,
+                "A `cache` with cache_update_index=None",
             )
         self._check_call_inputs(query, value, key, value_mask)
         key = value if key is None else key
@@ -261,12 +277,13 @@ class MultiHeadAttention(BaseAttention):
             `(batch, 2, num_key_value_heads, key_length, key_dim)` tensor.
         """
         self._check_built("compute_cache")
+        check_rotary_cache(self.rotary_embedding, "`compute_cache`")
         check_cacheable(self._key_dim, self._value_dim)
         self._check_call_inputs(None, value, key, None)
         value = ops.cast(value, self.compute_dtype)
         key = value if key is None else ops.cast(key, self.compute_dtype)
         k = project_heads(self.key_dense, key)  # (b, n_kv, s, h)
-        k = self._position(k, 0, "key")  # Rotary positions 0 ... s - 1.
+        k = self._position(k, 0, "key")  # The key norm (rotary is refused).
         v = project_heads(self.value_dense, value)
         return ops.stack([k, v], axis=1)
 
@@ -283,5 +300,7 @@ class MultiHeadAttention(BaseAttention):
     def compute_output_shape(
         self, query_shape, value_shape=None, key_shape=None
     ):
+        # The shapes the call would accept, or its error.
+        self._check_shapes(query_shape, value_shape, key_shape)
         output_dim = self.output_dim or query_shape[-1]
         return (*query_shape[:-1], output_dim)

@@ -176,5 +176,8 @@ class MultiHeadSelfAttention(BaseAttention):
         return projections
 
     def compute_output_shape(self, input_shape):
+        # The shapes the call would accept, or its error.
+        width = self._width if self.built else None
+        check_sequence_shape("inputs", input_shape, width)
         output_dim = self.output_dim or input_shape[-1]
         return (*input_shape[:-1], output_dim)

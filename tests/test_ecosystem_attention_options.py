@@ -209,3 +209,80 @@ def test_layer_contract_with_every_option(layer_cls, inputs, tmp_path):
         expected_num_trainable_weights=fused + 2 + 2,
         tmp_path=tmp_path,
     )
+
+
+def _rotary_cross_attention():
+    layer = keras_mha.MultiHeadAttention(
+        HEADS,
+        key_dim=KEY_DIM,
+        rotary_embedding=keras_hub.layers.RotaryEmbedding(),
+    )
+    query, value = _inputs()
+    layer(query, value)
+    return layer, query, value
+
+
+def test_rotary_with_a_precomputed_cross_attention_cache_is_refused():
+    # Its queries would all be rotated as position 0 at every step.
+    layer, query, value = _rotary_cross_attention()
+    with pytest.raises(ValueError, match="`compute_cache` cannot be used"):
+        layer.compute_cache(value)
+    cache = layer.get_initial_cache(B, S)
+    with pytest.raises(ValueError, match="cache_update_index=None"):
+        layer(query[:, 3:4], cache=cache)
+    # Without a cache the queries take positions 0 ... t - 1.
+    full = _np(layer(query, value))
+    step = _np(layer(query[:, :4], value))
+    np.testing.assert_allclose(step, full[:, :4], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "layer_cls, kwargs, message",
+    [
+        (
+            keras_mha.MultiHeadSelfAttention,
+            dict(num_heads=3),
+            r"key_dim=3 \(width 9 // num_heads=3\)",
+        ),
+        (
+            keras_mha.MultiHeadAttention,
+            dict(num_heads=2, key_dim=5),
+            "key_dim=5",
+        ),
+    ],
+    ids=["self_from_width", "cross_explicit"],
+)
+def test_rotary_needs_an_even_key_dim_at_build(layer_cls, kwargs, message):
+    layer = layer_cls(
+        rotary_embedding=keras_hub.layers.RotaryEmbedding(), **kwargs
+    )
+    inputs = keras.Input((T, 9))
+    with pytest.raises(
+        ValueError, match=rf"`key_dim` expected an even.*{message}"
+    ):
+        if layer_cls is keras_mha.MultiHeadSelfAttention:
+            layer(inputs)
+        else:
+            layer(inputs, inputs)
+
+
+def test_int8_quantize_of_rotary_layers_warns_nothing_of_theirs():
+    import warnings
+
+    x = keras.Input((T, D))
+    rotary = keras_hub.layers.RotaryEmbedding()
+    y = keras_mha.MultiHeadSelfAttention(HEADS, rotary_embedding=rotary)(x)
+    y = keras_mha.MultiHeadAttention(HEADS, rotary_embedding=rotary)(y, x)
+    model = keras.Model(x, y)
+    query, _ = _inputs()
+    before = _np(model(query))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.quantize("int8")
+    complaints = [
+        str(w.message) for w in caught if "quantize" in str(w.message)
+    ]
+    assert not [c for c in complaints if "RotaryEmbedding" in c], complaints
+    assert model.layers[1].qkv_dense.quantization_mode == "int8"
+    after = _np(model(query))
+    assert np.abs(after - before).max() < 0.1 * np.abs(before).max()

@@ -660,3 +660,156 @@ def test_int8_quantize_warns_about_none_of_our_layers():
     assert attention.qkv_dense.quantization_mode == "int8"
     after = to_numpy(model(ids))
     assert np.abs(after - before).max() < 0.1 * np.abs(before).max()
+
+
+FLASH_WITH_DROPOUT = {
+    "mha": lambda: MultiHeadAttention(HEADS, flash_attention=True, dropout=0.1),
+    "mhsa": lambda: MultiHeadSelfAttention(
+        HEADS, flash_attention=True, dropout=0.1
+    ),
+    "encoder": lambda: TransformerEncoderBlock(
+        HEADS, intermediate_dim=FFN, flash_attention=True, dropout=0.1
+    ),
+    "decoder": lambda: TransformerDecoderBlock(
+        HEADS, intermediate_dim=FFN, flash_attention=True, dropout=0.1
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "make", FLASH_WITH_DROPOUT.values(), ids=list(FLASH_WITH_DROPOUT)
+)
+def test_flash_attention_with_dropout_is_refused_at_construction(make):
+    # As keras.layers.MultiHeadAttention: the flash kernel has no dropout.
+    with pytest.raises(
+        ValueError, match=r"cannot apply attention dropout.*dropout=0.1"
+    ):
+        make()
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "tensorflow",
+    reason="TensorFlow refuses flash_attention=True at construction",
+)
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda: MultiHeadSelfAttention(HEADS, flash_attention=True),
+            "return_attention_scores=True",
+        ),
+        (
+            lambda: MultiHeadSelfAttention(
+                HEADS, flash_attention=True, value_dim=6
+            ),
+            "key_dim=4, value_dim=6",
+        ),
+    ],
+    ids=["scores", "value_dim"],
+)
+def test_flash_attention_a_call_cannot_honour_is_refused(make, message):
+    layer = make()
+    x = np.ones((B, T, D), "float32")
+    with pytest.raises(ValueError, match=message):
+        layer(x, return_attention_scores=message.startswith("return"))
+
+
+def test_flash_attention_none_follows_the_keras_setting(monkeypatch):
+    import keras_mha._attention as attention
+
+    calls = []
+    fused = attention._fused_attention
+    monkeypatch.setattr(
+        attention,
+        "_fused_attention",
+        lambda *args: calls.append(1) or fused(*args),
+    )
+    layer = MultiHeadSelfAttention(HEADS)
+    x = np.random.default_rng(0).normal(size=(B, T, D)).astype("float32")
+    expected = to_numpy(layer(x))
+    assert bool(calls) == attention._backend_has_fused_kernel()
+    calls.clear()
+    keras.config.disable_flash_attention()
+    try:
+        outputs = to_numpy(layer(x))
+    finally:
+        keras.config.enable_flash_attention()
+    assert not calls
+    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
+
+
+SPEC_LAYERS = {
+    "mha": (lambda: MultiHeadAttention(HEADS), 2),
+    "mhsa": (lambda: MultiHeadSelfAttention(HEADS), 1),
+    "encoder_post_ln": (
+        lambda: TransformerEncoderBlock(HEADS, intermediate_dim=FFN),
+        1,
+    ),
+    "encoder_pre_ln": (
+        lambda: TransformerEncoderBlock(
+            HEADS, intermediate_dim=FFN, norm_first=True
+        ),
+        1,
+    ),
+    "decoder_post_ln": (
+        lambda: TransformerDecoderBlock(HEADS, intermediate_dim=FFN),
+        2,
+    ),
+    "decoder_pre_ln": (
+        lambda: TransformerDecoderBlock(
+            HEADS, intermediate_dim=FFN, norm_first=True
+        ),
+        2,
+    ),
+}
+
+
+@pytest.mark.parametrize("scores", [False, True], ids=["outputs", "scores"])
+@pytest.mark.parametrize(
+    "policy", ["float32", "mixed_float16", "mixed_bfloat16"]
+)
+@pytest.mark.parametrize("name", list(SPEC_LAYERS))
+def test_compute_output_spec_is_what_the_call_returns(name, policy, scores):
+    keras.config.set_dtype_policy(policy)
+    make, num_inputs = SPEC_LAYERS[name]
+    layer = make()
+    rng = np.random.default_rng(0)
+    inputs = [
+        rng.normal(size=(B, length, D)).astype("float32")
+        for length in (T, S)[:num_inputs]
+    ]
+    kwargs = {"return_attention_scores": True} if scores else {}
+    outputs = layer(*inputs, **kwargs)
+    # float32 symbolic inputs, as a functional model of float32 Inputs.
+    spec = layer.compute_output_spec(
+        *[keras.KerasTensor(x.shape, "float32") for x in inputs], **kwargs
+    )
+    described = keras.tree.map_structure(
+        lambda x: (tuple(x.shape), keras.backend.standardize_dtype(x.dtype)),
+        (outputs, spec),
+    )
+    assert described[1] == described[0]
+
+
+def test_compute_output_shape_checks_what_the_call_checks():
+    cross = MultiHeadAttention(HEADS)
+    with pytest.raises(ValueError, match="same sequence length"):
+        cross.compute_output_shape((2, 2, 8), (2, 2, 8), (2, 1, 7))
+    with pytest.raises(ValueError, match="same batch size"):
+        cross.compute_output_shape((3, 2, 8), (2, 2, 8))
+    with pytest.raises(ValueError, match="rank-3"):
+        cross.compute_output_shape((2, 8), (2, 2, 8))
+    assert cross.compute_output_shape((2, 4, 8), (2, 3, 6)) == (2, 4, 8)
+    cross(floats(B, T, D), floats(B, S, D))
+    with pytest.raises(ValueError, match="expected last dimension 12"):
+        cross.compute_output_shape((B, T, 8), (B, S, D))
+    for layer in (
+        MultiHeadSelfAttention(HEADS),
+        TransformerEncoderBlock(HEADS, intermediate_dim=FFN),
+    ):
+        with pytest.raises(ValueError, match="rank-3"):
+            layer.compute_output_shape((B, D))
+        layer(floats(B, T, D))
+        with pytest.raises(ValueError, match="expected last dimension 12"):
+            layer.compute_output_shape((B, T, 8))
+        assert tuple(layer.compute_output_shape((B, 9, D))) == (B, 9, D)

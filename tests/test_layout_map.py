@@ -75,6 +75,80 @@ def test_layout_map_rejects_a_non_mesh():
         keras_mha.get_layout_map((2, 4))
 
 
+def _build_under(mesh, make):
+    """Builds `make()` under `ModelParallel` with the package's layout."""
+    distribution = keras.distribution.ModelParallel(
+        layout_map=keras_mha.get_layout_map(mesh), batch_dim_name="batch"
+    )
+    with distribution.scope():
+        layer = make()
+        if isinstance(layer, keras_mha.MultiHeadAttention):
+            layer.build((2, 5, 12), (2, 6, 12))
+        else:
+            layer.build((2, 5, 12))
+    return layer
+
+
+INDIVISIBLE = [
+    ("self_heads", lambda: keras_mha.MultiHeadSelfAttention(4), "num_heads=4"),
+    (
+        "self_kv_heads",
+        lambda: keras_mha.MultiHeadSelfAttention(6, num_key_value_heads=2),
+        "num_key_value_heads=2",
+    ),
+    ("cross_heads", lambda: keras_mha.MultiHeadAttention(4), "num_heads=4"),
+    (
+        "block_heads",
+        lambda: keras_mha.TransformerDecoderBlock(4, intermediate_dim=6),
+        "num_heads=4",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [case[1:] for case in INDIVISIBLE],
+    ids=[case[0] for case in INDIVISIBLE],
+)
+def test_a_split_the_mesh_axis_does_not_divide_names_the_argument(
+    make, message
+):
+    # A (1 batch x 3 model) mesh: the first kernel the layer makes fails
+    # the check, before the backend places any variable.
+    mesh = _mesh(["cpu:0"] * 3, shape=(1, 3))
+    with pytest.raises(ValueError, match=message) as info:
+        _build_under(mesh, make)
+    assert "multiple of 3, the size of the mesh axis 'model'" in str(info.value)
+
+
+@pytest.mark.skipif(
+    BACKEND == "jax",
+    reason="JAX places each variable on the mesh's devices: the 8-device "
+    "run of test_model_parallel_matches_one_device checks this case",
+)
+def test_feed_forward_units_the_mesh_axis_does_not_divide_are_named():
+    mesh = _mesh(["cpu:0"] * 3, shape=(1, 3))
+    make = lambda units: keras_mha.TransformerEncoderBlock(
+        3, intermediate_dim=units
+    )
+    with pytest.raises(ValueError, match="intermediate_dim=7"):
+        _build_under(mesh, lambda: make(7))
+    assert _build_under(mesh, lambda: make(6)).built
+
+
+def indivisible_feed_forward_message():
+    """The error of 7 feed-forward units over 3 of the 8 devices."""
+    devices = keras.distribution.list_devices("cpu")[:3]
+    try:
+        _build_under(
+            _mesh(devices, shape=(1, 3)),
+            lambda: keras_mha.TransformerEncoderBlock(3, intermediate_dim=7),
+        )
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def build_model():
     keras.utils.set_random_seed(0)
     source = keras.Input((None,), dtype="int32")
@@ -144,9 +218,11 @@ def model_parallel_worker(workdir):
         if v.path in SPLIT_KERNELS
     }
     shapes = {v.path: list(v.shape) for v in model.weights}
+    keras.distribution.set_distribution(None)
     print(
         json.dumps(
             {
+                "indivisible_ffn": indivisible_feed_forward_message(),
                 "jax_devices": jax.device_count(),
                 "shard_shapes": shards,
                 "shapes": {p: shapes[p] for p in shards},
@@ -179,6 +255,7 @@ def test_model_parallel_matches_one_device(tmp_path):
     assert result.returncode == 0, result.stderr[-5000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["jax_devices"] == 8
+    assert "intermediate_dim=7" in summary["indivisible_ffn"]
     assert set(summary["shard_shapes"]) == set(SPLIT_KERNELS)
     for path, (axis, parts) in SPLIT_KERNELS.items():
         expected = list(summary["shapes"][path])
