@@ -253,13 +253,14 @@ def test_rotary_with_a_precomputed_cross_attention_cache_is_refused():
     ids=["self_from_width", "cross_explicit"],
 )
 def test_rotary_needs_an_even_key_dim_at_build(layer_cls, kwargs, message):
-    layer = layer_cls(
-        rotary_embedding=keras_hub.layers.RotaryEmbedding(), **kwargs
-    )
+    """At construction when `key_dim` is given, else at build."""
     inputs = keras.Input((T, 9))
     with pytest.raises(
         ValueError, match=rf"`key_dim` expected an even.*{message}"
     ):
+        layer = layer_cls(
+            rotary_embedding=keras_hub.layers.RotaryEmbedding(), **kwargs
+        )
         if layer_cls is keras_mha.MultiHeadSelfAttention:
             layer(inputs)
         else:
