@@ -1,6 +1,7 @@
 # Everything a fresh machine needs: `make test` and `make demo` create .venv
-# and install the package into it on first use; `make test-jax` and
-# `make test-torch` add the JAX and PyTorch CPU builds to it.
+# and install the package with every extra into it on first use (`pip
+# install keras-mha` alone brings the layers: Keras and NumPy); `make
+# test-jax` and `make test-torch` add the JAX and PyTorch CPU builds to it.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,12 +9,14 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export KERAS_BACKEND ?= tensorflow
 
 .PHONY: install install-backends test test-jax test-torch test-all \
-	test-slow demo bench gpu-wheels lint clean
+	test-slow demo docs bench gpu-wheels lint clean
+
+EXTRAS := text,hub,visualize,corpus,docs,test
 
 $(VENV)/installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
 install: $(VENV)/installed
@@ -23,7 +26,7 @@ install: $(VENV)/installed
 # https://download.pytorch.org/whl/cpu" where PyPI's torch is a CUDA build.
 PIP_BACKEND_FLAGS ?=
 $(VENV)/backends-installed: $(VENV)/installed
-	$(PY) -m pip install --quiet $(PIP_BACKEND_FLAGS) -e ".[test,backends]"
+	$(PY) -m pip install --quiet $(PIP_BACKEND_FLAGS) -e ".[$(EXTRAS),backends]"
 	touch $@
 
 install-backends: $(VENV)/backends-installed
@@ -50,6 +53,11 @@ test-slow: install
 
 demo: install
 	$(PY) examples/demo.py
+
+# The documentation site (MkDocs), strict: a broken link or reference
+# fails. The suite runs the same build (tests/test_docs.py).
+docs: install
+	$(PY) -m mkdocs build --strict --site-dir site
 
 # The encoder case runs on TensorFlow, JAX and PyTorch (a child process
 # each): the backends must be installed.
@@ -79,4 +87,4 @@ lint: install
 	$(VENV)/bin/ruff format --check keras_mha tests examples benchmarks
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site
