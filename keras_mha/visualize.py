@@ -47,7 +47,8 @@ def plot_attention_scores(
     Example:
 
     >>> scores = np.full((4, 3, 5), 0.2)
-    >>> figure = plot_attention_scores(scores, "heads.png")
+    >>> plot = keras_mha.visualize.plot_attention_scores
+    >>> figure = plot(scores, "heads.png")
     >>> len(figure.axes)
     4
     """
@@ -151,7 +152,8 @@ def plot_layer_attention(
 
     >>> block = keras_mha.TransformerEncoderBlock(4, intermediate_dim=32)
     >>> x = keras.random.normal((1, 6, 16))
-    >>> figure, scores = plot_layer_attention(block, x, "encoder.png")
+    >>> plot = keras_mha.visualize.plot_layer_attention
+    >>> figure, scores = plot(block, x, "encoder.png")
     >>> len(figure.axes), scores.shape
     (4, (4, 6, 6))
     """

@@ -53,9 +53,17 @@ class Translator:
 
     Example:
 
-    >>> translator = Translator(model, source_tokenizer, target_tokenizer)
-    >>> translator.translate(["Marie has three cats.", ""])
-    ['Marie a trois chats.', '']
+    >>> pairs = keras_mha.seq2seq.data.number_pairs(40, seed=0)
+    >>> tokenizer = keras_mha.seq2seq.train_tokenizer(
+    ...     [text for pair in pairs for text in pair], 400
+    ... )
+    >>> model = keras_mha.seq2seq.TransformerSeq2Seq(
+    ...     tokenizer.vocabulary_size(), tokenizer.vocabulary_size(),
+    ...     hidden_dim=8, num_heads=2, intermediate_dim=8, num_layers=1,
+    ... )
+    >>> translator = keras_mha.seq2seq.Translator(model, tokenizer, tokenizer)
+    >>> len(translator.translate(["Marie has three cats.", ""]))  # untrained
+    2
     """
 
     def __init__(
@@ -128,6 +136,26 @@ class Translator:
         tokenizers run in TensorFlow and the decoding loop is compiled for
         the backend. `compile=False` runs the decoding loop eagerly, op by
         op (for debugging; much slower).
+
+        Args:
+            sentences: list of str. Blank ones translate to `""`.
+            batch_size: int. Sentences decoded at once. Defaults to `256`.
+            sampler: a `keras_hub.samplers.Sampler`, or `None` for greedy
+                decoding. Defaults to `None`.
+            compile: bool. Compile the decoding loop. Defaults to `True`.
+
+        Returns:
+            A list of str, one translation a sentence.
+
+        Example:
+
+        >>> pairs = keras_mha.seq2seq.data.number_pairs(40, seed=0)
+        >>> translator = keras_mha.seq2seq.build_translator(
+        ...     pairs, vocabulary_size=400, hidden_dim=8, num_heads=2,
+        ...     intermediate_dim=8, num_layers=1,
+        ... )
+        >>> translator.translate(["", "   "])
+        ['', '']
         """
         import tensorflow as tf
 
@@ -247,6 +275,32 @@ class Translator:
         every batch is padded to the longest sentence of `pairs`, the
         padding-heavy baseline. Shuffled anew each epoch with
         `shuffle=True`.
+
+        Args:
+            pairs: list of `(source, target)` strings.
+            batch_size: int. Pairs a batch. Defaults to `64`.
+            bucketed: bool. Group pairs by length. Defaults to `True`.
+            shuffle: bool. Shuffle anew each epoch. Defaults to `True`.
+            seed: int. Seed of the shuffle. Defaults to `0`.
+            pad_to_boundaries: bool or `None`. Pad batches up to the next
+                bucket boundary; `None` does so on JAX only. Defaults to
+                `None`.
+
+        Returns:
+            A `tf.data.Dataset` for `model.fit`.
+
+        Example:
+
+        >>> pairs = keras_mha.seq2seq.data.number_pairs(40, seed=0)
+        >>> translator = keras_mha.seq2seq.build_translator(
+        ...     pairs, vocabulary_size=400, hidden_dim=8, num_heads=2,
+        ...     intermediate_dim=8, num_layers=1,
+        ... )
+        >>> (source, decoder_input), labels = next(
+        ...     iter(translator.dataset(pairs, batch_size=4, shuffle=False))
+        ... )
+        >>> source.shape[0], decoder_input.shape == labels.shape
+        (4, True)
         """
         import tensorflow as tf
 
