@@ -69,7 +69,7 @@ bench: install-backends
 # that such a machine lacks (cp312, manylinux x86_64), and this package.
 # No tensorflow or tensorflow-text: keras_hub imports without them on JAX
 # and PyTorch. `benchmarks/gpu_check.sh` installs them there and runs the
-# GPU check (README, "On a GPU").
+# GPU check (docs/gpu.md).
 GPU_WHEELS := keras==3.15.1 keras-hub==0.32.0 namex==0.1.0 optree==0.20.0 \
 	kagglehub==1.0.2 kagglesdk==0.1.28
 GPU_PLATFORMS := $(foreach n,28 27 17,--platform manylinux_2_$(n)_x86_64) \
