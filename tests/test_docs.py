@@ -147,3 +147,23 @@ def test_docstrings_have_args_returns_and_examples():
             if section not in doc
         ]
     assert missing == []
+
+
+def test_block_markers_skip_and_pick_backends(tmp_path):
+    text = (
+        "Intro.\n\n```python\nran = ['all']\n```\n\n"
+        "<!-- test: skip (needs a GPU) -->\n```python\nraise SystemExit\n```\n"
+        "<!-- test: tensorflow, jax -->\n```python\nran.append('tf-jax')\n```\n"
+        "```text\nnot python\n```\n"
+    )
+    blocks = python_blocks(text)
+    assert [(b.skip, b.backends) for b in blocks] == [
+        (None, ()),
+        ("needs a GPU", ()),
+        (None, ("tensorflow", "jax")),
+    ]
+    namespace, left_out = run_blocks(blocks, tmp_path / "page.md", "torch")
+    assert namespace["ran"] == ["all"]
+    assert left_out == ["needs a GPU", "tensorflow, jax backends only"]
+    namespace, _ = run_blocks(blocks, tmp_path / "page.md", "jax")
+    assert namespace["ran"] == ["all", "tf-jax"]
