@@ -50,7 +50,8 @@ def call_blocks_with_cache(
     >>> full = blocks[0](x)
     >>> caches = [blocks[0].get_initial_cache(1, 3)]
     >>> y, caches = keras_mha.call_blocks_with_cache(x, blocks, caches, 0)
-    >>> bool(np.allclose(y, full, atol=1e-5))
+    >>> to_numpy = keras.ops.convert_to_numpy
+    >>> bool(np.allclose(to_numpy(y), to_numpy(full), atol=1e-5))
     True
     """
     updated = []
