@@ -1,6 +1,7 @@
 # Everything a fresh machine needs: `make test` and `make demo` create .venv
-# and install the package into it on first use; `make test-jax` and
-# `make test-torch` add the JAX and PyTorch CPU builds to it.
+# and install the package with every extra into it on first use (`pip
+# install keras-mha` alone brings the layers: Keras and NumPy); `make
+# test-jax` and `make test-torch` add the JAX and PyTorch CPU builds to it.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,12 +9,14 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export KERAS_BACKEND ?= tensorflow
 
 .PHONY: install install-backends browser test test-jax test-torch \
-	test-all test-slow demo bench gpu-wheels lint clean
+	test-all test-slow demo docs bench gpu-wheels lint clean
+
+EXTRAS := text,hub,visualize,corpus,docs,test
 
 $(VENV)/installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
 install: $(VENV)/installed
@@ -23,7 +26,7 @@ install: $(VENV)/installed
 # https://download.pytorch.org/whl/cpu" where PyPI's torch is a CUDA build.
 PIP_BACKEND_FLAGS ?=
 $(VENV)/backends-installed: $(VENV)/installed
-	$(PY) -m pip install --quiet $(PIP_BACKEND_FLAGS) -e ".[test,backends]"
+	$(PY) -m pip install --quiet $(PIP_BACKEND_FLAGS) -e ".[$(EXTRAS),backends]"
 	touch $@
 
 install-backends: $(VENV)/backends-installed
@@ -66,6 +69,11 @@ test-slow: install
 demo: install
 	$(PY) examples/demo.py
 
+# The documentation site (MkDocs), strict: a broken link or reference
+# fails. The suite runs the same build (tests/test_docs.py).
+docs: install
+	$(PY) -m mkdocs build --strict --site-dir site
+
 # The encoder case runs on TensorFlow, JAX and PyTorch (a child process
 # each): the backends must be installed.
 bench: install-backends
@@ -76,7 +84,7 @@ bench: install-backends
 # that such a machine lacks (cp312, manylinux x86_64), and this package.
 # No tensorflow or tensorflow-text: keras_hub imports without them on JAX
 # and PyTorch. `benchmarks/gpu_check.sh` installs them there and runs the
-# GPU check (README, "On a GPU").
+# GPU check (docs/gpu.md).
 GPU_WHEELS := keras==3.15.1 keras-hub==0.32.0 namex==0.1.0 optree==0.20.0 \
 	kagglehub==1.0.2 kagglesdk==0.1.28
 GPU_PLATFORMS := $(foreach n,28 27 17,--platform manylinux_2_$(n)_x86_64) \
@@ -94,4 +102,4 @@ lint: install
 	$(VENV)/bin/ruff format --check keras_mha tests examples benchmarks
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

@@ -1,5 +1,5 @@
 """Benchmarks of keras_mha's layers against their Keras and keras_hub peers.
 
-Run them with `make bench` (or `python -m benchmarks.run`); see README.md,
-section Performance.
+Run them with `make bench` (or `python -m benchmarks.run`); figures and commands
+in docs/performance.md.
 """

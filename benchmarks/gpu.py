@@ -1,6 +1,6 @@
 """The GPU check: the package measured on one GPU, in one command.
 
-    benchmarks/gpu_check.sh                    # on the GPU machine (README)
+    benchmarks/gpu_check.sh                    # on the GPU machine, docs/gpu.md
     python -m benchmarks.gpu --out DIR         # the same, wheels installed
     python -m benchmarks.gpu --smoke --out DIR # CPU, tiny shapes (the tests)
 

@@ -1,10 +1,9 @@
 """Tables and the plot of a GPU check (`benchmarks.gpu`) results dict."""
 
+from benchmarks.report import ratio
+from benchmarks.report import times
+
 _GIB = 1024**3
-
-
-def _ratio(a, b):
-    return f"{a / b:.2f}x" if a and b else "—"
 
 
 def _num(value, digits=0):
@@ -75,8 +74,8 @@ def encoder_markdown(results):
         )
         lines.append(
             f"| {batch} × {seq} | {mode} "
-            f"| {_ratio(tps.get('keras_mha'), tps.get('keras_hub'))} "
-            f"| {_ratio(tps.get('keras_mha'), tps.get('keras'))} "
+            f"| {times(ratio(tps.get('keras_mha'), tps.get('keras_hub')))} "
+            f"| {times(ratio(tps.get('keras_mha'), tps.get('keras')))} "
             f"| {_num(tps.get('keras_mha'))} | {_num(tps.get('keras_hub'))} "
             f"| {_num(tps.get('keras'))} | {fractions} |"
         )
@@ -106,7 +105,7 @@ def long_markdown(results):
 
         lines.append(
             f"| {seq} | {cell(f, 'seconds')} | {cell(e, 'seconds')} "
-            f"| {_ratio(e.get('seconds'), f.get('seconds'))} "
+            f"| {times(ratio(e.get('seconds'), f.get('seconds')))} "
             f"| {cell(f, 'peak_memory_bytes', _GIB, 2)} "
             f"| {cell(e, 'peak_memory_bytes', _GIB, 2)} "
             f"| {f.get('kernel', '—')} |"
@@ -125,7 +124,8 @@ def generation_markdown(results):
         ours = by.get("keras_mha", {}).get("tokens_per_second")
         hub = by.get("keras_hub", {}).get("tokens_per_second")
         lines.append(
-            f"| {batch} | {_num(ours)} | {_num(hub)} | {_ratio(ours, hub)} |"
+            f"| {batch} | {_num(ours)} | {_num(hub)} "
+            f"| {times(ratio(ours, hub))} |"
         )
     return "\n".join(lines)
 

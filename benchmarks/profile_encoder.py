@@ -6,7 +6,7 @@ blocks; also on 2D tokens) and a layer norm, each compiled as the backend
 compiles a `fit` step (`tf.function` on TensorFlow, `jax.jit` on JAX,
 eager on PyTorch),
 interleaved rounds, fastest of each. This is the profile behind the
-encoder notes in the README's Performance section. Runs on the backend
+encoder notes of docs/performance.md. Runs on the backend
 `KERAS_BACKEND` names.
 
     python -m benchmarks.profile_encoder --batch 32 --seq 128

@@ -6,8 +6,8 @@ difference, and beside it the ceiling of that step: the same matrices as
 one block's projections and feed-forward network (`width x 3 width`,
 `width x width`, `width x ffn`, `ffn x width`) multiplied by one token's
 vector, 256 times in an XLA-compiled loop. Interleaved rounds, fastest of
-each. This is the profile behind the generation notes in the README's
-Performance section. TensorFlow backend.
+each. This is the profile behind the generation notes of
+docs/performance.md. TensorFlow backend.
 
     python -m benchmarks.profile_generation
 """

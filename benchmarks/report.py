@@ -3,11 +3,14 @@
 _GIB = 1024**3
 
 
-def _ratio(a, b):
+def ratio(a, b):
+    """`a / b`, or `None` when either is missing or zero. The one ratio of
+    the benchmarks' reports (`report` and `gpu_report`)."""
     return a / b if a and b else None
 
 
-def _times(value):
+def times(value):
+    """A ratio as text: `1.23x`, or `—` for `None`."""
     return "—" if value is None else f"{value:.2f}x"
 
 
@@ -61,8 +64,8 @@ def encoder_table(rows):
         lines.append(
             f"| {key[0]} | {key[1]} × {key[2]} | {'on' if key[3] else 'off'} "
             f"| {key[4]} "
-            f"| {_times(_ratio(speed['keras_mha'], speed['keras_hub']))} "
-            f"| {_times(_ratio(speed['keras_mha'], speed['keras']))} "
+            f"| {times(ratio(speed['keras_mha'], speed['keras_hub']))} "
+            f"| {times(ratio(speed['keras_mha'], speed['keras']))} "
             f"| {speed['keras_mha']:,.0f} | {speed['keras_hub']:,.0f} "
             f"| {speed['keras']:,.0f} | {peak} |"
         )
@@ -85,7 +88,7 @@ def generation_table(rows):
                 f"{row.get('reason', '')} |"
             )
             continue
-        ratio = _ratio(
+        speedup = ratio(
             ours and ours["tokens_per_second"], row["tokens_per_second"]
         )
         note = ""
@@ -96,7 +99,7 @@ def generation_table(rows):
             )
         lines.append(
             f"| {row['impl']} | {row['tokens_per_second']:,.0f} "
-            f"| {_times(ratio)} "
+            f"| {times(speedup)} "
             f"| {100 * row['fraction_of_matmul_peak']:.1f} | {note} |"
         )
     return "\n".join(lines)
@@ -126,12 +129,10 @@ def long_table(rows):
                 return row["status"]
             return f"{format(value / scale, spec)}{unit}"
 
-        speed = _ratio(ok(theirs, "seconds"), ok(ours, "seconds"))
-        memory = _ratio(
-            ok(ours, "peak_rss_bytes"), ok(theirs, "peak_rss_bytes")
-        )
+        speed = ratio(ok(theirs, "seconds"), ok(ours, "seconds"))
+        memory = ratio(ok(ours, "peak_rss_bytes"), ok(theirs, "peak_rss_bytes"))
         lines.append(
-            f"| {seq_length} | {_times(speed)} | {_times(memory)} "
+            f"| {seq_length} | {times(speed)} | {times(memory)} "
             f"| {cell(ours, 'seconds', 1, '.2f', '')} "
             f"| {cell(theirs, 'seconds', 1, '.2f', '')} "
             f"| {cell(ours, 'peak_rss_bytes', _GIB, '.2f', ' GiB')} "
@@ -179,7 +180,7 @@ def targets(results):
         for (backend, b, s, jit, mode, impl), row in index.items():
             if impl != "keras_mha":
                 continue
-            ratio = (
+            speedup = (
                 row["tokens_per_second"]
                 / index[(backend, b, s, jit, mode, "keras_hub")][
                     "tokens_per_second"
@@ -189,18 +190,20 @@ def targets(results):
                 check(
                     f"encoder {mode} {b}x{s} jit={'on' if jit else 'off'} "
                     "vs keras_hub",
-                    ratio,
+                    speedup,
                     1.2,
                 )
             if (b, s) == shape and (backend, mode) == ("jax", "train"):
-                check(f"encoder train {b}x{s} on jax vs keras_hub", ratio, 1.1)
+                check(
+                    f"encoder train {b}x{s} on jax vs keras_hub", speedup, 1.1
+                )
             key = (backend, mode)
-            lowest[key] = min(lowest.get(key, ratio), ratio)
-        for (backend, mode), ratio in lowest.items():
+            lowest[key] = min(lowest.get(key, speedup), speedup)
+        for (backend, mode), speedup in lowest.items():
             check(
                 f"encoder {mode} on {backend} never slower than keras_hub "
                 "(lowest ratio, any shape)",
-                ratio,
+                speedup,
                 1.0,
             )
     if "generation" in cases:
@@ -210,12 +213,12 @@ def targets(results):
         }
         check(
             "cached generation vs recompute",
-            _ratio(speed.get("keras_mha"), speed.get("recompute")),
+            ratio(speed.get("keras_mha"), speed.get("recompute")),
             10.0,
         )
         check(
             "cached generation vs keras_hub cached",
-            _ratio(speed.get("keras_mha"), speed.get("keras_hub")),
+            ratio(speed.get("keras_mha"), speed.get("keras_hub")),
             1.0,
         )
     if "long" in cases:

@@ -16,18 +16,14 @@ import json
 
 from keras_mha.seq2seq import data
 from keras_mha.seq2seq import evaluate
+from keras_mha.seq2seq.keras_free_serving import load_translate
 
 
 def serve(savedmodel, sentences, batch_size=256):
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401  (registers the SentencePiece ops)
-
-    signature = tf.saved_model.load(savedmodel).signatures["serving_default"]
+    translate = load_translate(savedmodel)
     translations = []
     for i in range(0, len(sentences), batch_size):
-        batch = tf.constant(sentences[i : i + batch_size], tf.string)
-        texts = signature(sentences=batch)["translations"].numpy()
-        translations += [text.decode("utf-8") for text in texts]
+        translations += translate(sentences[i : i + batch_size])
     return translations
 
 

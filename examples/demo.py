@@ -24,24 +24,9 @@ import subprocess
 import sys
 
 from keras_mha.seq2seq import data
+from keras_mha.seq2seq.serving import translate_in_fresh_process
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# Run in a fresh process: the export must serve without Keras. TF Text's
-# kernels are registered as a C++ server links them (`import
-# tensorflow_text` would import Keras).
-SERVE = """
-import glob, importlib.machinery, json, os, sys
-spec = importlib.machinery.PathFinder.find_spec("tensorflow_text")
-for name in ("keras_mha", "keras", "keras_hub", "keras_nlp", "tensorflow_text"):
-    sys.modules[name] = None
-import tensorflow as tf
-ops_dir = os.path.join(spec.submodule_search_locations[0], "python", "ops")
-for library in sorted(glob.glob(os.path.join(ops_dir, "_*.so"))):
-    tf.load_op_library(library)
-serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
-texts = serve(sentences=tf.constant(json.loads(sys.argv[2])))["translations"]
-print(json.dumps([text.decode("utf-8") for text in texts.numpy()]))
-"""
 
 
 def run_script(name, argv):
@@ -59,21 +44,6 @@ def run_script(name, argv):
     if process.returncode:
         raise SystemExit(f"{name} failed with exit code {process.returncode}")
     return json.loads(lines[-1])
-
-
-def serve_in_fresh_process(savedmodel, sentences):
-    """Translates `sentences` with the SavedModel in a process without
-    Keras."""
-    result = subprocess.run(
-        [sys.executable, "-c", SERVE, savedmodel, json.dumps(sentences)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    if result.returncode:
-        raise RuntimeError(f"Serving {savedmodel} failed:\n{result.stderr}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None):
@@ -108,7 +78,7 @@ def main(argv=None):
     held_out = data.read_pairs(os.path.join(out, "held_out.tsv"))[:3]
     sentences = [source for source, _ in held_out]
     sentences.append("Marie has eighty-two zorblaxes!")  # an unseen word
-    served = serve_in_fresh_process(metrics["savedmodel"], sentences)
+    (served,) = translate_in_fresh_process(metrics["savedmodel"], [sentences])
     references = [target for _, target in held_out] + [None]
     for sentence, translation, reference in zip(sentences, served, references):
         print(f"  {sentence}  ->  {translation}")

@@ -3,7 +3,8 @@
 The translator's SavedModel tokenizes with TensorFlow Text ops. This script
 registers their kernels the way a C++ server links them, with
 `tf.load_op_library` on the `_*.so` files of the installed
-`tensorflow_text` package (without importing it, or Keras), then runs
+`tensorflow_text` package (`keras_mha.seq2seq.keras_free_serving`, without
+importing `tensorflow_text`), then runs
 `saved_model_cli` with the same arguments:
 
     python examples/saved_model_cli.py run --dir runs/demo/savedmodel \\
@@ -11,24 +12,9 @@ registers their kernels the way a C++ server links them, with
         --input_exprs 'sentences=["Paul has forty-one boats."]'
 """
 
-import glob
-import importlib.machinery
-import os
 import sys
 
-
-def load_text_kernels():
-    """Registers TensorFlow Text's ops; returns how many libraries."""
-    import tensorflow as tf
-
-    spec = importlib.machinery.PathFinder.find_spec("tensorflow_text")
-    if spec is None:
-        raise SystemExit("tensorflow_text is not installed")
-    ops_dir = os.path.join(spec.submodule_search_locations[0], "python", "ops")
-    libraries = sorted(glob.glob(os.path.join(ops_dir, "_*.so")))
-    for library in libraries:
-        tf.load_op_library(library)
-    return len(libraries)
+from keras_mha.seq2seq.keras_free_serving import load_text_kernels
 
 
 def main(argv=None):

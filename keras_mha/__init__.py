@@ -3,7 +3,6 @@
 import importlib
 
 from keras_mha import saving  # noqa: F401  (keras_mha.saving.save_model)
-from keras_mha import seq2seq  # noqa: F401  (keras_mha.seq2seq.Translator)
 from keras_mha._decoder_stack import call_blocks_with_cache
 from keras_mha.distribution import get_layout_map
 from keras_mha.generation import generate
@@ -27,8 +26,9 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-# Imported on first use: `visualize` needs matplotlib.
-_LAZY_SUBMODULES = ("visualize",)
+# Imported on first use: they need extras (`keras-mha[text]`,
+# `keras-mha[visualize]`) that the layers do not.
+_LAZY_SUBMODULES = ("seq2seq", "visualize")
 
 
 def __getattr__(name):

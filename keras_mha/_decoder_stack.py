@@ -42,6 +42,17 @@ def call_blocks_with_cache(
 
     Returns:
         `(x, caches)`: the blocks' output and their updated caches.
+
+    Example:
+
+    >>> blocks = [keras_mha.TransformerDecoderBlock(2, intermediate_dim=8)]
+    >>> x = np.random.default_rng(0).normal(size=(1, 3, 8)).astype("float32")
+    >>> full = blocks[0](x)
+    >>> caches = [blocks[0].get_initial_cache(1, 3)]
+    >>> y, caches = keras_mha.call_blocks_with_cache(x, blocks, caches, 0)
+    >>> to_numpy = keras.ops.convert_to_numpy
+    >>> bool(np.allclose(to_numpy(y), to_numpy(full), atol=1e-5))
+    True
     """
     updated = []
     for i, (block, cache) in enumerate(zip(blocks, caches)):

@@ -16,6 +16,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_mha._optional import require
+from keras_mha._validation import check_bool
+
 # Logit given to tokens a step may not emit; finite so softmax stays exact.
 _FORBIDDEN_LOGIT = -1e9
 
@@ -60,8 +63,11 @@ def generate(
 
     Example:
 
-    >>> ids = generate(model, [[5, 9, 2], [7, 0, 0]], max_length=12)
-    >>> ids.shape
+    >>> model = keras_mha.TransformerCausalLM(
+    ...     20, hidden_dim=8, num_heads=2, intermediate_dim=8, num_layers=1
+    ... )
+    >>> ids = keras_mha.generate(model, [[5, 9, 2], [7, 0, 0]], max_length=12)
+    >>> tuple(ids.shape)
     (2, 12)
     """
     vocabulary_size = vocabulary_size_of(model, "vocabulary_size")
@@ -72,8 +78,8 @@ def generate(
     )
     if end_id is not None:
         end_id = check_token_id(end_id, "end_id", vocabulary_size)
-    check_flag(use_cache, "use_cache")
-    check_flag(compile, "compile")
+    check_bool("use_cache", use_cache)
+    check_bool("compile", compile)
     sampler = sampler or greedy_sampler()
 
     def generate_ids(prompt_ids):
@@ -247,14 +253,6 @@ def check_max_length(max_length, minimum, what):
     return int(max_length)
 
 
-def check_flag(value, argument):
-    if not isinstance(value, bool):
-        raise ValueError(
-            f"`{argument}` expected True or False. "
-            f"Received: {argument}={value!r}"
-        )
-
-
 def cached_step(model, start_id, end_id):
     """The sampler step of `decode` and `generate` with the cache: only the
     newest token goes through `model.call_with_cache`."""
@@ -294,6 +292,6 @@ def allowed_logits(logits, prompt, index, start_id, end_id):
 
 def greedy_sampler():
     """keras_hub's `GreedySampler` (imported on first use)."""
-    import keras_hub
+    keras_hub = require("keras_hub", "hub", "the default greedy sampler")
 
     return keras_hub.samplers.GreedySampler()

@@ -25,14 +25,20 @@ class TransformerCausalLM(DecoderStack, keras.Model):
 
     Args:
         vocabulary_size: int. Token ids are below it.
-        hidden_dim, num_heads, intermediate_dim, num_layers, dropout,
-            scale_embeddings: as in `TransformerSeq2Seq`.
+        hidden_dim: int. Width of embeddings and blocks. Defaults to `64`.
+        num_heads: int. Attention heads. Defaults to `4`.
+        intermediate_dim: int. Feed-forward width. Defaults to `128`.
+        num_layers: int. Decoder blocks. Defaults to `2`.
+        dropout: float. Dropout rate. Defaults to `0.1`.
+        scale_embeddings: bool. Multiplies the embeddings by
+            `sqrt(hidden_dim)` before the sinusoid is added, as "Attention
+            Is All You Need" does. Defaults to `True`.
         **kwargs: other `keras.Model` arguments, such as `name`.
 
     Example:
 
-    >>> model = TransformerCausalLM(50, hidden_dim=16, num_heads=2)
-    >>> model(np.ones((2, 5))).shape
+    >>> model = keras_mha.TransformerCausalLM(50, hidden_dim=16, num_heads=2)
+    >>> tuple(model(np.ones((2, 5))).shape)
     (2, 5, 50)
     """
 

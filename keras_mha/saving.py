@@ -41,13 +41,18 @@ def save_model(model, filepath, overwrite=True):
             If `False` and the file exists, raises `FileExistsError` (Keras
             would ask on the terminal instead). Defaults to `True`.
 
+    Returns:
+        `None`.
+
     Example:
 
     >>> inputs = keras.Input((None, 16))
     >>> block = keras_mha.TransformerEncoderBlock(4, intermediate_dim=32)
     >>> outputs = block(inputs)
     >>> model = keras.Model(inputs, outputs)
-    >>> keras_mha.saving.save_model(model, "/tmp/encoder.keras")
+    >>> keras_mha.saving.save_model(model, "encoder.keras")
+    >>> keras_mha.saving.load_model("encoder.keras").count_params() > 0
+    True
     """
     filepath = _check_keras_path(filepath)
     if not overwrite and os.path.exists(filepath):
@@ -119,6 +124,15 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         ValueError: if the file is not a complete `.keras` archive
             (truncated, corrupt, or not a zip file), or if its config is not
             valid JSON.
+
+    Example:
+
+    >>> with open("broken.keras", "wb") as file:
+    ...     _ = file.write(b"not a zip archive")
+    >>> keras_mha.saving.load_model("broken.keras")
+    Traceback (most recent call last):
+    ...
+    ValueError: ...broken.keras...
     """
     filepath = _check_keras_path(filepath)
     if not os.path.isfile(filepath):

@@ -53,10 +53,65 @@ def smoke(tmp_path_factory):
 
 
 def test_summary_names_the_files(smoke):
-    summary, _ = smoke
+    summary, results = smoke
     assert summary["cases"] == ["encoder", "generation", "long"]
     assert os.path.getsize(summary["plot"]) > 0
-    assert summary["targets"] > 0
+    assert summary["targets"] == len(results["targets"])
+    assert summary["targets_met"] == sum(t["met"] for t in results["targets"])
+
+
+def _speed_ratios(rows):
+    """ours / keras_hub tokens/s of each encoder (backend, mode, shape,
+    jit), from the rows themselves."""
+    speed = {
+        (
+            r["backend"],
+            r["mode"],
+            r["batch"],
+            r["seq_length"],
+            r["jit_compile"],
+            r["impl"],
+        ): r["tokens_per_second"]
+        for r in rows
+    }
+    return {
+        key[:-1]: value / speed[(*key[:-1], "keras_hub")]
+        for key, value in speed.items()
+        if key[-1] == "keras_mha"
+    }
+
+
+def test_targets_are_the_ratios_of_the_measured_rows(smoke):
+    _, results = smoke
+    cases = results["cases"]
+    targets = {t["target"]: t for t in results["targets"]}
+    speed = {r["impl"]: r["tokens_per_second"] for r in cases["generation"]}
+    for peer in ("recompute", "keras_hub"):
+        name = {
+            "recompute": "cached generation vs recompute",
+            "keras_hub": "cached generation vs keras_hub cached",
+        }[peer]
+        assert targets[name]["measured"] == pytest.approx(
+            speed["keras_mha"] / speed[peer]
+        )
+    ratios = _speed_ratios(cases["encoder"])
+    for (backend, mode), lowest in {
+        (backend, mode): min(
+            ratio for key, ratio in ratios.items() if key[:2] == (backend, mode)
+        )
+        for backend, mode, *_ in ratios
+    }.items():
+        name = (
+            f"encoder {mode} on {backend} never slower than keras_hub "
+            "(lowest ratio, any shape)"
+        )
+        assert targets[name]["measured"] == pytest.approx(lowest)
+    for target in results["targets"]:
+        measured, goal = target["measured"], target["goal"]
+        if "at most" in target["unit"]:
+            assert target["met"] == (measured is not None and measured < goal)
+        else:
+            assert target["met"] == (measured is not None and measured >= goal)
 
 
 def test_matmul_throughput_is_positive(smoke):
@@ -194,7 +249,7 @@ def test_generation_profile_gives_the_cost_of_one_block():
     reason="the tokenizers and the word vocabulary run TensorFlow ops",
 )
 def test_catalog_comparison_trains_both_models_on_one_split():
-    from benchmarks import catalog
+    from benchmarks.studies import catalog
 
     summary = catalog.main(
         ["--num-pairs", "150", "--epochs", "1", "--seeds", "3"]
@@ -213,7 +268,7 @@ def test_catalog_comparison_trains_both_models_on_one_split():
         assert [e[:2] for e in row["examples"]] == [
             e[:2] for e in rows[0]["examples"]
         ]
-    # keras_mha 0.1's word-level output: lowercase, no punctuation.
+    # The word-level baseline's output: lowercase, no punctuation.
     for _, _, translation in rows[0]["examples"]:
         assert translation == translation.lower()
         assert not set(translation) & set(",.:;!?()%'\"")

@@ -2,8 +2,10 @@
 `--help`, tiny end-to-end runs, and (marked slow) the default runs reaching
 their targets."""
 
+import ast
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -26,6 +28,7 @@ SCRIPTS = [
     "attention_heads",
     "demo",
     "language_model",
+    "rotary_language_model",
 ]
 
 
@@ -50,10 +53,45 @@ def run_example(name, *argv, timeout=900):
     return json.loads(result.stdout.strip().splitlines()[-1]), result.stdout
 
 
+OPTION = re.compile(r"(?<![\w-])--[a-z][a-z_-]*")
+
+
+def documented_options(name):
+    """The options of `examples/name.py` that the README's examples table,
+    the docs pages' commands and the script's own docstring name."""
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    pages = [
+        open(os.path.join(ROOT, "docs", page), encoding="utf-8").read()
+        for page in os.listdir(os.path.join(ROOT, "docs"))
+        if page.endswith(".md")
+    ]
+    script = f"examples/{name}.py"
+    options = set()
+    for line in readme.splitlines():
+        if line.startswith(f"| `{script}` |"):
+            options |= set(OPTION.findall(line))
+    for text in [readme, *pages]:
+        for span in re.findall(r"`([^`]*)`", text):
+            if script in span:
+                # Options after the script's name, up to another script.
+                after = span.split(script, 1)[1].split(".py", 1)[0]
+                options |= set(OPTION.findall(after))
+    with open(os.path.join(ROOT, script), encoding="utf-8") as file:
+        docstring = ast.get_docstring(ast.parse(file.read())) or ""
+    for line in docstring.splitlines():
+        # Options of another script named on the line are that script's.
+        options |= set(OPTION.findall(re.split(r"\w+\.py", line)[0]))
+    return options
+
+
 @pytest.mark.parametrize("name", SCRIPTS)
-def test_help(name):
+def test_help_lists_the_documented_options(name):
     _, out = run_example(name, "--help")
-    assert "usage:" in out and ("--output" in out or "--run-dir" in out)
+    assert out.startswith("usage:")
+    documented = documented_options(name)
+    assert documented, f"the README's examples table names no option of {name}"
+    listed = set(OPTION.findall(out))
+    assert documented <= listed, documented - listed
 
 
 def test_translate_then_attention_heads(tmp_path):

@@ -2,7 +2,6 @@
 cannot import Keras, keras_hub or keras_mha, byte-equal to the Python
 translator, padding-invariant, and written atomically."""
 
-import json
 import os
 import shutil
 import subprocess
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 from keras_mha.seq2seq.export import export_translator
+from keras_mha.seq2seq.serving import translate_in_fresh_process
 from tests.seq2seq_helpers import small_translator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,26 +26,7 @@ PUNCTUATED = ["Does Hugo have forty-four birds?!", "« I see — twelve cakes »
 UNSEEN = ["Jean-Luc has ninety-one zorblaxes.", "Qwertyuiop ăîșț 日本"]
 BLANK = ["", "   "]
 SENTENCES = SHORT + LONG + ACCENTED + PUNCTUATED + UNSEEN + BLANK
-# Loads and calls the export in a process where Keras, keras_hub and
-# keras_mha cannot be imported; TF Text's kernels are registered from its
-# `_*.so` files, as a C++ server links them.
-SERVE = """
-import glob, importlib.machinery, json, os, sys
-spec = importlib.machinery.PathFinder.find_spec("tensorflow_text")
-for name in ("keras_mha", "keras", "keras_hub", "keras_nlp", "tensorflow_text"):
-    sys.modules[name] = None
-import tensorflow as tf
-ops_dir = os.path.join(spec.submodule_search_locations[0], "python", "ops")
-for library in sorted(glob.glob(os.path.join(ops_dir, "_*.so"))):
-    tf.load_op_library(library)
-serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
-results = []
-for batch in json.loads(sys.argv[2]):
-    texts = serve(sentences=tf.constant(batch, tf.string))["translations"]
-    results.append([text.decode("utf-8") for text in texts.numpy()])
-print(json.dumps(results))
-"""
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
 TF_ONLY = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
     reason="the SavedModel export runs TensorFlow ops: TensorFlow backend only",
@@ -73,15 +54,8 @@ def expected(translator):
 
 
 def serve(path, batches):
-    result = subprocess.run(
-        [sys.executable, "-c", SERVE, str(path), json.dumps(batches)],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    """The export's answers from a process that cannot import Keras."""
+    return translate_in_fresh_process(path, batches)
 
 
 @TF_ONLY

@@ -3,7 +3,7 @@
 The smoke run takes the code paths of a GPU run (the same parts, children
 and time limits, on tiny shapes, with TensorFlow made unimportable as on
 the GPU machine), so the check keeps working while no GPU is at hand. Its
-JSON is checked against the schema the README's table is filled from.
+JSON is checked against the schema docs/gpu.md's results come from.
 
 The check runs on JAX whatever the suite's backend, so these tests run in
 the JAX run of the suite only; the translator part (a minute or more of

@@ -1,6 +1,6 @@
 """Code written for keras_hub's or Keras's layers: same model, or loud.
 
-One test per row of the README's "Coming from keras_hub / keras" table.
+One test per row of the table in docs/porting.md.
 Arguments both libraries take under one name are checked to mean the same
 thing by copying weights across and comparing outputs; arguments we name
 differently, or do not have, raise a `TypeError` that names ours.

@@ -117,8 +117,6 @@ BAD_PROMPTS = [
     ("short_max_length", PROMPTS, 4, {}, "max_length=4"),
     ("float_max_length", PROMPTS, 8.0, {}, "max_length=8.0"),
     ("bool_max_length", PROMPTS, True, {}, "max_length=True"),
-    ("use_cache", PROMPTS, 8, {"use_cache": "yes"}, "use_cache='yes'"),
-    ("compile", PROMPTS, 8, {"compile": None}, "compile=None"),
 ]
 
 
@@ -132,6 +130,24 @@ def test_generate_rejects_bad_input(
 ):
     with pytest.raises(ValueError, match=message):
         keras_mha.generate(language_model, prompt, max_length, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"use_cache": "yes"}, "use_cache='yes'"),
+        ({"compile": None}, "compile=None"),
+    ],
+    ids=["use_cache", "compile"],
+)
+def test_generate_and_decode_reject_non_bool_flags(
+    language_model, translator_model, kwargs, message
+):
+    # A TypeError, as every bool argument of the package (check_bool).
+    with pytest.raises(TypeError, match=message):
+        keras_mha.generate(language_model, PROMPTS, 8, **kwargs)
+    with pytest.raises(TypeError, match=message):
+        seq2seq.decode(translator_model, SOURCES, 5, 2, 3, **kwargs)
 
 
 BAD_SOURCES = [

@@ -7,8 +7,13 @@ SavedModel export and serving.
     translator = seq2seq.build_translator(pairs)
     seq2seq.fit_translator(translator, pairs[:3600], pairs[3600:], "runs")
     translator.translate(["Marie has eighty-two cats."])
+
+It needs the `text` extra (`pip install 'keras-mha[text]'`): its
+tokenizers and SavedModel export run TensorFlow and TensorFlow Text ops,
+whatever the Keras backend.
 """
 
+from keras_mha.seq2seq import _extra  # noqa: F401  (first: names the extra)
 from keras_mha.seq2seq import data
 from keras_mha.seq2seq import export  # noqa: F401  (seq2seq.export.export_translator)
 from keras_mha.seq2seq import serving  # noqa: F401  (seq2seq.serving.load_saved_model)

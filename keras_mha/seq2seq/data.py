@@ -168,7 +168,7 @@ def generate_pairs(num_pairs=5000, seed=0):
 
     Example:
 
-    >>> generate_pairs(2, seed=1)[0]
+    >>> keras_mha.seq2seq.data.generate_pairs(2, seed=1)[0]
     ('I find this big city.', 'Yo encuentro esta ciudad grande.')
     """
     if num_pairs <= 0:
@@ -204,6 +204,13 @@ def read_pairs(path):
         FileNotFoundError: if `path` does not exist.
         ValueError: if the file holds no pairs, or a line has no tab or an
             empty source or target; the message names the line number.
+
+    Example:
+
+    >>> with open("pairs.tsv", "w", encoding="utf-8") as file:
+    ...     _ = file.write("Hello.\\tBonjour.\\tattribution\\n\\n")
+    >>> keras_mha.seq2seq.data.read_pairs("pairs.tsv")
+    [('Hello.', 'Bonjour.')]
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(
@@ -237,8 +244,27 @@ def read_pairs(path):
 def split_pairs(pairs, validation_fraction=0.1, test_fraction=0.1, seed=0):
     """Shuffles `pairs` and splits them into train, validation and test.
 
+    Args:
+        pairs: iterable of `(source, target)` pairs.
+        validation_fraction: float. Share held out for validation (at least
+            one pair). Defaults to `0.1`.
+        test_fraction: float. Share held out for test (at least one pair).
+            Defaults to `0.1`.
+        seed: int. Seed of the shuffle. Defaults to `0`.
+
     Returns:
         A tuple `(train, validation, test)` of lists of pairs.
+
+    Raises:
+        ValueError: if `pairs` are too few to hold both out.
+
+    Example:
+
+    >>> train, validation, test = keras_mha.seq2seq.data.split_pairs(
+    ...     [(str(i), str(i)) for i in range(20)]
+    ... )
+    >>> len(train), len(validation), len(test)
+    (16, 2, 2)
     """
     pairs = list(pairs)
     random.Random(seed).shuffle(pairs)
@@ -292,8 +318,8 @@ def number_pairs(num_pairs=4000, seed=0, largest=99):
 
     Example:
 
-    >>> number_pairs(1, seed=3)
-    [('Chloé has eighty-two books.', 'Chloé a quatre-vingt-deux livres.')]
+    >>> keras_mha.seq2seq.data.number_pairs(1, seed=3)
+    [('I see thirty-two books!', 'Je vois trente-deux livres !')]
     """
     from num2words import num2words
 
@@ -321,8 +347,18 @@ def number_pairs(num_pairs=4000, seed=0, largest=99):
 def installed_catalogs(packages=("django", "sphinx"), language="fr"):
     """The `.po` catalogs of `language` that installed `packages` ship.
 
+    Args:
+        packages: names of installed Python packages. Defaults to
+            `("django", "sphinx")` (the `corpus` extra).
+        language: str. Locale directory name. Defaults to `"fr"`.
+
     Returns:
         A sorted list of paths (empty for a package that is not installed).
+
+    Example:
+
+    >>> keras_mha.seq2seq.data.installed_catalogs(["no_such_package"])
+    []
     """
     paths = []
     for package in packages:
@@ -346,6 +382,13 @@ def catalog_pairs(paths):
 
     Returns:
         A list of `(source, target)` string tuples, in file order.
+
+    Example:
+
+    >>> with open("fr.po", "w", encoding="utf-8") as file:
+    ...     _ = file.write('msgid "Save"\\nmsgstr "Enregistrer"\\n')
+    >>> keras_mha.seq2seq.data.catalog_pairs(["fr.po"])
+    [('Save', 'Enregistrer')]
     """
     import polib
 

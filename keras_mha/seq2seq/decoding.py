@@ -6,9 +6,9 @@ caches, on the compiled loop of `keras_mha.generation`.
 
 from keras import ops
 
+from keras_mha._validation import check_bool
 from keras_mha.generation import allowed_logits
 from keras_mha.generation import cached_step
-from keras_mha.generation import check_flag
 from keras_mha.generation import check_max_length
 from keras_mha.generation import check_token_id
 from keras_mha.generation import check_token_ids
@@ -55,6 +55,18 @@ def decode(
     Returns:
         `(batch, max_length)` int32 ids: `start_id`, the translation, then
         `end_id` and padding (or the translation cut at `max_length`).
+
+    Example:
+
+    >>> model = keras_mha.seq2seq.TransformerSeq2Seq(
+    ...     20, 20, hidden_dim=8, num_heads=2, intermediate_dim=8,
+    ...     num_layers=1,
+    ... )
+    >>> ids = keras_mha.seq2seq.decode(
+    ...     model, [[5, 7, 2], [9, 2, 0]], max_length=6, start_id=1, end_id=2
+    ... )
+    >>> tuple(ids.shape), [int(i) for i in ids[:, 0]]
+    ((2, 6), [1, 1])
     """
     max_length = check_max_length(max_length, 2, "the start token")
     source_ids = check_token_ids(
@@ -65,8 +77,8 @@ def decode(
     target_size = vocabulary_size_of(model, "target_vocabulary_size")
     start_id = check_token_id(start_id, "start_id", target_size)
     end_id = check_token_id(end_id, "end_id", target_size)
-    check_flag(use_cache, "use_cache")
-    check_flag(compile, "compile")
+    check_bool("use_cache", use_cache)
+    check_bool("compile", compile)
     sampler = sampler or greedy_sampler()
     function = decode_function(
         model, max_length, start_id, end_id, sampler, use_cache
@@ -78,12 +90,37 @@ def decode(
 
 
 def decode_function(model, max_length, start_id, end_id, sampler, use_cache):
-    """The uncompiled `source_ids -> ids` loop of `decode` (checked
-    arguments), for callers that trace it into their own graph.
+    """The uncompiled `source_ids -> ids` loop of `decode`, for callers
+    that trace it into their own graph (the SavedModel export).
 
+    Unlike `decode`, it checks nothing: pass arguments `decode` accepts.
     The ids it is traced on have no values yet, so it cannot check that
-    they lie in the vocabulary as `decode` does: the caller feeds ids of
-    the model's own tokenizer (as `Translator.strings_to_strings` does).
+    they lie in the vocabulary: the caller feeds ids of the model's own
+    tokenizer (as `Translator.strings_to_strings` does).
+
+    Args:
+        model: a `TransformerSeq2Seq`, as in `decode`.
+        max_length: int. Length of the output, start token included.
+        start_id: int. Id of the start token.
+        end_id: int. Id of the end token.
+        sampler: a `keras_hub.samplers.Sampler`.
+        use_cache: bool. Decode with the key/value caches.
+
+    Returns:
+        A function `(b, s) source ids -> (b, max_length) int32 ids`.
+
+    Example:
+
+    >>> import keras_hub
+    >>> model = keras_mha.seq2seq.TransformerSeq2Seq(
+    ...     20, 20, hidden_dim=8, num_heads=2, intermediate_dim=8,
+    ...     num_layers=1,
+    ... )
+    >>> decode_ids = keras_mha.seq2seq.decoding.decode_function(
+    ...     model, 6, 1, 2, keras_hub.samplers.GreedySampler(), True
+    ... )
+    >>> tuple(decode_ids(np.array([[5, 7, 2]], "int32")).shape)
+    (1, 6)
     """
 
     def decode_ids(source_ids):

@@ -4,18 +4,11 @@
 tokenizer, its model and the cached greedy decoding loop) into one
 SavedModel whose `serving_default` signature maps a batch of strings to
 their translations. The graph holds TensorFlow and TensorFlow Text ops
-only: a process that has TensorFlow and TensorFlow Text's kernels serves
-it without Keras, keras_hub or keras_mha. `import tensorflow_text` itself
-imports Keras, so such a process registers the kernels as a C++ server
-links them, with `tf.load_op_library` on the package's `_*.so` files:
-
-    import glob, importlib.machinery, os
-    import tensorflow as tf
-    spec = importlib.machinery.PathFinder.find_spec("tensorflow_text")
-    ops_dir = os.path.join(spec.submodule_search_locations[0], "python", "ops")
-    for library in sorted(glob.glob(os.path.join(ops_dir, "_*.so"))):
-        tf.load_op_library(library)
-    serve = tf.saved_model.load(path).signatures["serving_default"]
+only, so a process with TensorFlow and TF Text's kernels serves it
+without Keras, keras_hub or keras_mha: `keras_free_serving.py` beside this
+module is that server (`load_translate(path)`), and
+`serving.translate_in_fresh_process` runs it in a process that cannot
+import Keras.
 """
 
 import os
@@ -46,7 +39,14 @@ def export_translator(path, translator, overwrite=False):
 
     Example:
 
-    >>> export_translator("runs/translate/savedmodel", translator)
+    >>> pairs = keras_mha.seq2seq.data.number_pairs(40, seed=0)
+    >>> translator = keras_mha.seq2seq.build_translator(
+    ...     pairs, vocabulary_size=400, hidden_dim=8, num_heads=2,
+    ...     intermediate_dim=8, num_layers=1,
+    ... )
+    >>> path = keras_mha.seq2seq.export_translator("savedmodel", translator)
+    >>> sorted(keras_mha.seq2seq.serving.load_saved_model(path).signatures)
+    ['serving_default']
     """
     if keras.backend.backend() != "tensorflow":
         # The SavedModel is a TensorFlow graph of the model's own ops.

@@ -46,8 +46,10 @@ class TransformerSeq2Seq(DecoderStack, keras.Model):
 
     Example:
 
-    >>> model = TransformerSeq2Seq(100, 120, hidden_dim=16, num_heads=2)
-    >>> model([np.ones((2, 5)), np.ones((2, 7))]).shape
+    >>> model = keras_mha.seq2seq.TransformerSeq2Seq(
+    ...     100, 120, hidden_dim=16, num_heads=2
+    ... )
+    >>> tuple(model([np.ones((2, 5)), np.ones((2, 7))]).shape)
     (2, 7, 120)
     """
 

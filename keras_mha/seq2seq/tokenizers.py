@@ -32,7 +32,9 @@ def train_tokenizer(texts, vocabulary_size=1000, model_type="unigram"):
 
     Example:
 
-    >>> tokenizer = train_tokenizer(["Quatre-vingt-deux chats."] * 20, 300)
+    >>> tokenizer = keras_mha.seq2seq.train_tokenizer(
+    ...     ["Quatre-vingt-deux chats."] * 20, 300
+    ... )
     >>> tokenizer.detokenize(tokenizer("Quatre-vingt-trois Zèbres !"))
     'Quatre-vingt-trois Zèbres !'
     """

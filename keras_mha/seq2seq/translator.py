@@ -57,9 +57,17 @@ class Translator:
 
     Example:
 
-    >>> translator = Translator(model, source_tokenizer, target_tokenizer)
-    >>> translator.translate(["Marie has three cats.", ""])
-    ['Marie a trois chats.', '']
+    >>> pairs = keras_mha.seq2seq.data.number_pairs(40, seed=0)
+    >>> tokenizer = keras_mha.seq2seq.train_tokenizer(
+    ...     [text for pair in pairs for text in pair], 400
+    ... )
+    >>> model = keras_mha.seq2seq.TransformerSeq2Seq(
+    ...     tokenizer.vocabulary_size(), tokenizer.vocabulary_size(),
+    ...     hidden_dim=8, num_heads=2, intermediate_dim=8, num_layers=1,
+    ... )
+    >>> translator = keras_mha.seq2seq.Translator(model, tokenizer, tokenizer)
+    >>> len(translator.translate(["Marie has three cats.", ""]))  # untrained
+    2
     """
 
     def __init__(
@@ -146,6 +154,16 @@ class Translator:
 
         Returns:
             A list of `str`, one translation per sentence.
+
+        Example:
+
+        >>> pairs = keras_mha.seq2seq.data.number_pairs(40, seed=0)
+        >>> translator = keras_mha.seq2seq.build_translator(
+        ...     pairs, vocabulary_size=400, hidden_dim=8, num_heads=2,
+        ...     intermediate_dim=8, num_layers=1,
+        ... )
+        >>> translator.translate(["", "   "])
+        ['', '']
         """
         import tensorflow as tf
 
@@ -267,6 +285,32 @@ class Translator:
         every batch is padded to the longest sentence of `pairs`, the
         padding-heavy baseline. Shuffled anew each epoch with
         `shuffle=True`.
+
+        Args:
+            pairs: list of `(source, target)` strings.
+            batch_size: int. Pairs a batch. Defaults to `64`.
+            bucketed: bool. Group pairs by length. Defaults to `True`.
+            shuffle: bool. Shuffle anew each epoch. Defaults to `True`.
+            seed: int. Seed of the shuffle. Defaults to `0`.
+            pad_to_boundaries: bool or `None`. Pad batches up to the next
+                bucket boundary; `None` does so on JAX only. Defaults to
+                `None`.
+
+        Returns:
+            A `tf.data.Dataset` for `model.fit`.
+
+        Example:
+
+        >>> pairs = keras_mha.seq2seq.data.number_pairs(40, seed=0)
+        >>> translator = keras_mha.seq2seq.build_translator(
+        ...     pairs, vocabulary_size=400, hidden_dim=8, num_heads=2,
+        ...     intermediate_dim=8, num_layers=1,
+        ... )
+        >>> (source, decoder_input), labels = next(
+        ...     iter(translator.dataset(pairs, batch_size=4, shuffle=False))
+        ... )
+        >>> source.shape[0], decoder_input.shape == labels.shape
+        (4, True)
         """
         import tensorflow as tf
 

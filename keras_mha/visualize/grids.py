@@ -63,7 +63,8 @@ def plot_attention_scores(
     Example:
 
     >>> scores = np.full((4, 3, 5), 0.2)
-    >>> figure = plot_attention_scores(scores, "heads.png", title="Heads")
+    >>> plot = keras_mha.visualize.plot_attention_scores
+    >>> figure = plot(scores, "heads.png", title="Heads")
     >>> figure.axes[3].get_title(), figure.get_suptitle()
     ('head 3', 'Heads (one scale for all heads, 0 to 0.20)')
     """
@@ -201,7 +202,8 @@ def plot_layer_attention(
 
     >>> block = keras_mha.TransformerEncoderBlock(4, intermediate_dim=32)
     >>> x = keras.random.normal((1, 6, 16))
-    >>> figure, scores = plot_layer_attention(block, x, "encoder.png")
+    >>> plot = keras_mha.visualize.plot_layer_attention
+    >>> figure, scores = plot(block, x, "encoder.png")
     >>> figure.axes[0].get_title(), scores.shape
     ('head 0', (4, 6, 6))
     """

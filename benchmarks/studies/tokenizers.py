@@ -10,7 +10,7 @@ normalization (`keras_mha.seq2seq.train_tokenizer`), and keras_hub's
 WordPiece (`compute_word_piece_vocabulary`, case and accents kept). The
 last line printed is a JSON summary.
 
-    python -m benchmarks.tokenizers
+    python -m benchmarks.studies.tokenizers
 """
 
 import argparse

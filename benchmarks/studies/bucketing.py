@@ -8,7 +8,7 @@ the English -> French gettext catalogs of the installed Django and Sphinx
 (human translations: mostly short strings, a few very long), or `--pairs`.
 The last line printed is a JSON summary.
 
-    python -m benchmarks.bucketing
+    python -m benchmarks.studies.bucketing
 """
 
 import argparse

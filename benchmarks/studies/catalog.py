@@ -9,7 +9,7 @@ punctuation and spacing count) with sacrebleu's BLEU and chrF:
 - **subword**: the package's translator, `seq2seq.build_translator` and
   `seq2seq.fit_translator` (lossless SentencePiece pieces, embeddings
   scaled by `sqrt(hidden_dim)`, label smoothing 0.1, length buckets);
-- **word-level**: the translator of keras_mha 0.1 as it was: a
+- **word-level**: the baseline, the earlier word-level translator: a
   `TextVectorization` word vocabulary per language (lowercased,
   punctuation stripped), `TransformerSeq2Seq(scale_embeddings=False)`
   and plain `SparseCategoricalCrossentropy`, decoding at most 24 tokens.
@@ -20,7 +20,7 @@ punctuation and spacing count) with sacrebleu's BLEU and chrF:
 Both decode greedily from the weights of their best validation epoch. The
 last line printed is a JSON summary.
 
-    python -m benchmarks.catalog --epochs 30 --seeds 0,1,2
+    python -m benchmarks.studies.catalog --epochs 30 --seeds 0,1,2
 """
 
 import argparse
@@ -33,7 +33,8 @@ import numpy as np
 from keras_mha import seq2seq
 
 START, END = "[start]", "[end]"
-# keras_mha 0.1's standardization: lowercase, then drop these characters.
+# The word-level baseline's standardization: lowercase, then drop these
+# characters.
 PUNCTUATION = r"[!\"#$%&'()*+,\-./:;<=>?@\\^_`{|}~¿¡«»]"
 WORD_MAX_LENGTH = 24
 
@@ -63,7 +64,7 @@ def word_dataset(source_ids, target_ids, batch_size, shuffle, seed):
 
 
 def train_word_level(args, train, validation, test, seed):
-    """keras_mha 0.1's word-level translator; returns its translations."""
+    """The word-level baseline translator; returns its translations."""
     vectorize = {}
     for side, texts in (
         ("source", [s for s, _ in train]),

@@ -8,7 +8,7 @@ compiled function is traced before timing). The last line printed is a JSON
 summary.
 
     python examples/translate.py --output-dir runs/translate
-    python -m benchmarks.decoding --run-dir runs/translate
+    python -m benchmarks.studies.decoding --run-dir runs/translate
 """
 
 import argparse
