@@ -218,6 +218,7 @@ def head_view(
 
     Example:
 
+    >>> from keras_mha.visualize import head_view
     >>> block = keras_mha.TransformerEncoderBlock(2, intermediate_dim=8)
     >>> x = keras.random.normal((1, 3, 4))
     >>> view = head_view(block, x, ["a", "b", "c"])

@@ -47,6 +47,7 @@ def attention_maps(model, inputs, **call_kwargs):
 
     Example:
 
+    >>> from keras_mha.visualize import attention_maps
     >>> block = keras_mha.TransformerEncoderBlock(
     ...     2, intermediate_dim=8, name="encoder"
     ... )
@@ -98,6 +99,7 @@ def word_groups(tokens):
 
     Example:
 
+    >>> from keras_mha.visualize import word_groups
     >>> word_groups(["<s>", "\u2581The", "\u2581se", "e", "s", "\u2581."])
     [('<s>', [0]), ('The', [1]), ('sees', [2, 3, 4]), ('.', [5])]
     """
@@ -160,6 +162,7 @@ def merge_subwords(scores, query_tokens, key_tokens):
 
     Example:
 
+    >>> from keras_mha.visualize import merge_subwords
     >>> scores = np.array([[0.5, 0.25, 0.25], [0.0, 1.0, 0.0], [0, 0, 1]])
     >>> words = ["\u2581a", "\u2581b", "c"]
     >>> merged, queries, keys = merge_subwords(scores, words, words)

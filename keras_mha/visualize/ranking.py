@@ -88,6 +88,7 @@ def rank_heads(
 
     Example:
 
+    >>> from keras_mha.visualize import rank_heads
     >>> previous = np.eye(4, k=-1)[None, None]  # each token -> the one before
     >>> previous[0, 0, 0, 0] = 1.0
     >>> rows = rank_heads({"layer": previous}, ["a", "b", "c", "d"], top_k=1)
