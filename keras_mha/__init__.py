@@ -5,6 +5,7 @@ import importlib
 from keras_mha import saving  # noqa: F401  (keras_mha.saving.save_model)
 from keras_mha import seq2seq  # noqa: F401  (keras_mha.seq2seq.Translator)
 from keras_mha.distribution import get_layout_map
+from keras_mha.hub import from_keras_hub
 from keras_mha.multi_head_attention import MultiHeadAttention
 from keras_mha.multi_head_self_attention import MultiHeadSelfAttention
 from keras_mha.sinusoidal_position_encoding import SinusoidalPositionEncoding
@@ -12,6 +13,7 @@ from keras_mha.transformer_decoder_block import TransformerDecoderBlock
 from keras_mha.transformer_encoder_block import TransformerEncoderBlock
 
 __all__ = [
+    "from_keras_hub",
     "get_layout_map",
     "MultiHeadAttention",
     "MultiHeadSelfAttention",

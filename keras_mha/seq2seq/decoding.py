@@ -104,6 +104,7 @@ def generate(
     end_id=None,
     use_cache=True,
     compile=True,
+    padding_mask=None,
 ):
     """Continues prompts with a decoder-only language model.
 
@@ -113,19 +114,26 @@ def generate(
     pass over the buffer seeds the blocks' caches (`build_cache`) and each
     step runs only the newest token (`call_with_cache`); the tokens are the
     same as recomputing the whole buffer at every step. Padding (id 0) is
-    never emitted.
+    never emitted, unless the prompts come with a `padding_mask`: then the
+    mask, not id 0, says where each prompt ends, and every id of the
+    vocabulary may be emitted (as keras_hub's `CausalLM.generate`, for
+    vocabularies in which id 0 is a real token).
 
     Args:
         model: a `TransformerCausalLM`, or any causal model `(b, t) ids ->
             (b, t, v) logits` with its `build_cache` and `call_with_cache`.
         prompt_ids: `(batch, prompt_length)` int ids, each row a prompt of
-            at least one token, padded with 0 on the right.
+            at least one token, padded with 0 on the right (with a
+            `padding_mask`, padded with anything).
         max_length: int. Length of the output, prompt included.
         sampler: a `keras_hub.samplers.Sampler`. Defaults to greedy.
         end_id: int or `None`. A row that emits it emits only padding
             afterwards, and generation stops once every row has.
         use_cache: bool, as in `decode`. Defaults to `True`.
         compile: bool, as in `decode`. Defaults to `True`.
+        padding_mask: optional `(batch, prompt_length)` bool or int mask,
+            True at each prompt's tokens, which come first in their row.
+            Defaults to `None`: the prompts end at their first 0.
 
     Returns:
         `(batch, max_length)` int32 ids: each prompt and its continuation.
@@ -136,7 +144,11 @@ def generate(
     >>> ids.shape
     (2, 12)
     """
-    prompt_ids = check_token_ids(prompt_ids, "prompt_ids")
+    if padding_mask is None:
+        prompt_ids = check_token_ids(prompt_ids, "prompt_ids")
+    else:
+        prompt_ids, padding_mask = check_prompt_mask(prompt_ids, padding_mask)
+    forbid_padding = padding_mask is None
     prompt_length = prompt_ids.shape[1]
     max_length = check_max_length(
         max_length, prompt_length + 1, f"the prompt length {prompt_length}"
@@ -146,21 +158,27 @@ def generate(
     check_flag(compile, "compile")
     sampler = sampler or greedy_sampler()
 
-    def generate_ids(prompt_ids):
-        buffer = ops.pad(prompt_ids, ((0, 0), (0, max_length - prompt_length)))
-        is_prompt = ops.not_equal(buffer, 0)
+    def generate_ids(prompt_ids, padding_mask=None):
+        padding = ((0, 0), (0, max_length - prompt_length))
+        buffer = ops.pad(prompt_ids, padding)
+        if padding_mask is None:
+            is_prompt = ops.not_equal(buffer, 0)
+        else:
+            is_prompt = ops.pad(padding_mask, padding, constant_values=False)
         # The first step predicts the token after the shortest prompt.
         index = ops.min(ops.sum(ops.cast(is_prompt, "int32"), axis=1))
         if use_cache:
             cache = model.build_cache(buffer, max_length)
-            step = _cached_step(model, None, end_id)
+            step = _cached_step(model, None, end_id, forbid_padding)
         else:
             cache = None
 
             def step(buffer, cache, index):
                 logits = model(buffer, training=False)[:, index - 1]
                 return (
-                    _allowed(logits, buffer, index, None, end_id),
+                    _allowed(
+                        logits, buffer, index, None, end_id, forbid_padding
+                    ),
                     None,
                     cache,
                 )
@@ -174,10 +192,18 @@ def generate(
             stop_token_ids=None if end_id is None else (end_id,),
         )
 
+    tensors = (prompt_ids,) if forbid_padding else (prompt_ids, padding_mask)
     if not compile:
-        return generate_ids(prompt_ids)
-    key = ("generate", max_length, prompt_length, end_id, use_cache)
-    return compiled(model, sampler, key, generate_ids)(prompt_ids)
+        return generate_ids(*tensors)
+    key = (
+        "generate",
+        max_length,
+        prompt_length,
+        end_id,
+        use_cache,
+        forbid_padding,
+    )
+    return compiled(model, sampler, key, generate_ids)(*tensors)
 
 
 def compiled(model, sampler, key, function):
@@ -257,6 +283,43 @@ def check_token_ids(token_ids, argument):
     return ops.convert_to_tensor(array.astype("int32"))
 
 
+def check_prompt_mask(prompt_ids, padding_mask):
+    """`prompt_ids` as int32 and `padding_mask` as bool tensors.
+
+    Raises a `ValueError` for ids that are not `(batch, length)`, a mask
+    of another shape, a row without a prompt token, or a mask that is not
+    each row's prompt first and padding after.
+    """
+    ids = ops.convert_to_numpy(prompt_ids)
+    mask = ops.convert_to_numpy(padding_mask)
+    if ids.ndim != 2 or 0 in ids.shape:
+        raise ValueError(
+            "`prompt_ids` expected shape (batch, length) with at least one "
+            f"row and one token. Received: prompt_ids.shape={ids.shape}"
+        )
+    if mask.shape != ids.shape:
+        raise ValueError(
+            f"`padding_mask` expected the shape of `prompt_ids`, "
+            f"{ids.shape}. Received: padding_mask.shape={mask.shape}"
+        )
+    mask = mask.astype(bool)
+    lengths = mask.sum(axis=1)
+    bad = [
+        i
+        for i, (row, length) in enumerate(zip(mask, lengths))
+        if length == 0 or not row[:length].all()
+    ]
+    if bad:
+        raise ValueError(
+            "`padding_mask` expected each row's prompt (at least one token) "
+            f"first, then padding. Received: rows {bad[:10]} that are not"
+        )
+    return (
+        ops.convert_to_tensor(ids.astype("int32")),
+        ops.convert_to_tensor(mask),
+    )
+
+
 def check_max_length(max_length, minimum, what):
     """`max_length` as a Python int, at least `minimum`."""
     if (
@@ -279,28 +342,32 @@ def check_flag(value, argument):
         )
 
 
-def _cached_step(model, start_id, end_id):
+def _cached_step(model, start_id, end_id, forbid_padding=True):
     """The sampler step of `decode` and `generate` with the cache: only the
     newest token goes through `model.call_with_cache`."""
 
     def step(ids, cache, index):
         token = ops.slice(ids, (0, index - 1), (ops.shape(ids)[0], 1))
         logits, cache = model.call_with_cache(token, cache, index - 1)
-        return _allowed(logits[:, 0], ids, index, start_id, end_id), None, cache
+        logits = _allowed(
+            logits[:, 0], ids, index, start_id, end_id, forbid_padding
+        )
+        return logits, None, cache
 
     return step
 
 
-def _allowed(logits, prompt, index, start_id, end_id):
+def _allowed(logits, prompt, index, start_id, end_id, forbid_padding=True):
     """float32 `(b, v)` logits with the tokens a step may not emit forbidden.
 
-    Padding and the start token (unless `None`) are never emitted; a row
-    that has emitted `end_id` (unless `None`) before `index` emits only
-    padding.
+    Padding (if `forbid_padding`) and the start token (unless `None`) are
+    never emitted; a row that has emitted `end_id` (unless `None`) before
+    `index` emits only padding.
     """
     logits = ops.cast(logits, "float32")
     vocabulary = ops.arange(ops.shape(logits)[-1])
-    forbidden = vocabulary == 0
+    # With a padding mask, id 0 may be a real token: nothing is forbidden.
+    forbidden = vocabulary == 0 if forbid_padding else vocabulary < 0
     if start_id is not None:
         forbidden = ops.logical_or(forbidden, vocabulary == start_id)
     logits = ops.where(forbidden[None], _FORBIDDEN_LOGIT, logits)

@@ -1,0 +1,242 @@
+"""The keras_hub families `from_keras_hub` converts, as data.
+
+One `Family` per keras_hub backbone class: which of the backbone's
+embedding layers the converted model reuses (cloned, by role), the block
+options its configuration gives, and which keras_hub sub-layer each
+sub-layer of our blocks takes its weights from. Everything else is the
+same for every family and lives in `keras_mha.hub.models` (the model) and
+`keras_mha.hub.weights` (the weight copy).
+
+Embedding roles: `token` (a `ReversibleEmbedding`, also the logits of a
+causal LM), `token_and_position` (a `TokenAndPositionEmbedding`),
+`position` (a `PositionEmbedding`, added), `segment` (added), `norm` (a
+layer norm after the sum).
+"""
+
+import dataclasses
+from typing import Callable
+from typing import Optional
+
+import keras
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """How one keras_hub backbone maps onto keras_mha's blocks.
+
+    Attributes:
+        name: the family's key in `FAMILIES`.
+        backbone: class name of the keras_hub backbone.
+        causal_lms: class names of its keras_hub causal LMs.
+        causal: decoder blocks (`TransformerDecoderBlock`, causal) or
+            encoder blocks.
+        embeddings: `{role: backbone attribute}` of the embedding layers
+            the converted model clones.
+        block_options: backbone config -> keyword arguments of every block.
+        block_weights: `{our sub-layer path in a block: source}`, a source
+            being a keras_hub sub-layer path in the same block, or a
+            transform of `keras_mha.hub.weights.TRANSFORMS` and its
+            sub-layer paths.
+        final_norm: name of the norm after the blocks, or `None`.
+        final_norm_options: backbone config -> `{"kind": "layer_norm" or
+            "rms_norm", "epsilon": float}`.
+        weights: `{our top-level sub-layer: source}` where it is not the
+            sub-layer of the same name.
+        inputs: names of the backbone's inputs.
+        pooler: attribute of a pooling `Dense` over the first token, which
+            makes the outputs `{"sequence_output", "pooled_output"}`.
+        embedding_scale: multiply the embeddings by `sqrt(hidden_dim)`.
+        logit_soft_cap: backbone config -> the final logits' soft cap or
+            `None`.
+        refuse: backbone -> the name of a feature the conversion does not
+            cover, or `None`.
+    """
+
+    name: str
+    backbone: str
+    causal_lms: tuple
+    causal: bool
+    embeddings: dict
+    block_options: Callable
+    block_weights: dict
+    final_norm: Optional[str] = None
+    final_norm_options: Callable = lambda config: {}
+    weights: dict = dataclasses.field(default_factory=dict)
+    inputs: tuple = ("token_ids", "padding_mask")
+    pooler: Optional[str] = None
+    embedding_scale: bool = False
+    logit_soft_cap: Callable = lambda config: None
+    refuse: Callable = lambda backbone: None
+
+
+def _sizes(config, num_heads="num_heads"):
+    return dict(
+        num_heads=config[num_heads],
+        intermediate_dim=config["intermediate_dim"],
+        dropout=config.get("dropout", 0.0),
+    )
+
+
+def _keras_hub_block(attention):
+    """Weights of keras_hub's `TransformerEncoder` / `TransformerDecoder`,
+    whose self-attention sub-layer is called `attention`."""
+    return {
+        "self_attention/qkv": (
+            "fused_qkv",
+            f"{attention}/query",
+            f"{attention}/key",
+            f"{attention}/value",
+        ),
+        "self_attention/attention_output": f"{attention}/attention_output",
+        "self_attention_layer_norm": "self_attention_layer_norm",
+        "ffn_intermediate": "feedforward_intermediate_dense",
+        "ffn_output": "feedforward_output_dense",
+        "ffn_layer_norm": "feedforward_layer_norm",
+    }
+
+
+def _activation(name):
+    # keras_hub registers its activations (`keras_hub>gelu_approximate`).
+    return keras.saving.get_registered_object(name) or name
+
+
+def _post_ln_encoder(activation, epsilon):
+    def options(config):
+        return dict(
+            **_sizes(config),
+            activation=_activation(activation),
+            layer_norm_epsilon=epsilon,
+        )
+
+    return options
+
+
+def _pre_ln_decoder(activation):
+    def options(config):
+        return dict(
+            **_sizes(config),
+            activation=_activation(activation),
+            norm_first=True,
+            layer_norm_epsilon=1e-5,
+        )
+
+    return options
+
+
+_LAYER_NORM_1E5 = lambda config: {"kind": "layer_norm", "epsilon": 1e-5}  # noqa: E731
+_ENCODER_WEIGHTS = _keras_hub_block("self_attention_layer")
+_DECODER_WEIGHTS = _keras_hub_block("self_attention")
+# keras_hub's BERT and GPT-2 use the tanh approximation of GELU.
+_GELU_TANH = "keras_hub>gelu_approximate"
+
+_FAMILIES = (
+    Family(
+        name="bert",
+        backbone="BertBackbone",
+        causal_lms=(),
+        causal=False,
+        inputs=("token_ids", "segment_ids", "padding_mask"),
+        embeddings={
+            "token": "token_embedding",
+            "position": "position_embedding",
+            "segment": "segment_embedding",
+            "norm": "embeddings_layer_norm",
+        },
+        block_options=_post_ln_encoder(_GELU_TANH, 1e-12),
+        block_weights=_ENCODER_WEIGHTS,
+        pooler="pooled_dense",
+    ),
+    Family(
+        name="roberta",
+        backbone="RobertaBackbone",
+        causal_lms=(),
+        causal=False,
+        embeddings={
+            "token_and_position": "embeddings",
+            "norm": "embeddings_layer_norm",
+        },
+        block_options=_post_ln_encoder("gelu", 1e-5),
+        block_weights=_ENCODER_WEIGHTS,
+    ),
+    Family(
+        name="distil_bert",
+        backbone="DistilBertBackbone",
+        causal_lms=(),
+        causal=False,
+        embeddings={
+            "token_and_position": "embeddings",
+            "norm": "embeddings_layer_norm",
+        },
+        block_options=_post_ln_encoder("gelu", 1e-12),
+        block_weights=_ENCODER_WEIGHTS,
+    ),
+    Family(
+        name="gpt2",
+        backbone="GPT2Backbone",
+        causal_lms=("GPT2CausalLM",),
+        causal=True,
+        embeddings={
+            "token": "token_embedding",
+            "position": "position_embedding",
+        },
+        block_options=_pre_ln_decoder(_GELU_TANH),
+        block_weights=_DECODER_WEIGHTS,
+        final_norm="layer_norm",
+        final_norm_options=_LAYER_NORM_1E5,
+    ),
+    Family(
+        name="opt",
+        backbone="OPTBackbone",
+        causal_lms=("OPTCausalLM",),
+        causal=True,
+        embeddings={"token_and_position": "embeddings"},
+        block_options=_pre_ln_decoder("relu"),
+        block_weights=_DECODER_WEIGHTS,
+        final_norm="layer_norm",
+        final_norm_options=_LAYER_NORM_1E5,
+    ),
+)
+
+FAMILIES = {family.name: family for family in _FAMILIES}
+
+# keras_hub backbones that are refused, with the feature they need.
+REFUSED = {
+    "MixtralBackbone": "mixture of experts",
+    "QwenMoeBackbone": "mixture of experts",
+    "Qwen3MoeBackbone": "mixture of experts",
+    "GptOssBackbone": "mixture of experts",
+    "PaliGemmaBackbone": "a vision tower",
+    "Gemma3nBackbone": "a vision and audio tower",
+}
+
+
+def family_of(backbone):
+    """The `Family` of a keras_hub backbone, by its class or a base class.
+
+    Raises:
+        ValueError: naming the class and the feature for a refused one.
+        TypeError: naming the class for one no family covers.
+    """
+    for cls in type(backbone).__mro__:
+        if cls.__name__ in REFUSED:
+            raise ValueError(
+                f"from_keras_hub cannot convert a model with "
+                f"{REFUSED[cls.__name__]}: keras_mha's blocks have none. "
+                f"Received: a {type(backbone).__name__}"
+            )
+        for family in _FAMILIES:
+            if cls.__name__ == family.backbone:
+                feature = family.refuse(backbone)
+                if feature is not None:
+                    raise ValueError(
+                        f"from_keras_hub cannot convert a model with "
+                        f"{feature}: keras_mha's blocks do not cover it. "
+                        f"Received: a {type(backbone).__name__}"
+                    )
+                return family
+    names = ", ".join(family.backbone for family in _FAMILIES)
+    raise TypeError(
+        "from_keras_hub converts the keras_hub backbones "
+        f"{names} and their causal LMs. Received: a "
+        f"{type(backbone).__name__}"
+    )
