@@ -146,7 +146,7 @@ def test_fuse_qkv_projects_like_separate_query_key_value_kernels():
     layer.qkv_dense.bias.assign(hub_weights.fuse_qkv(bq, bk, bv))
     layer.output_dense.kernel.assign(wo)
     layer.output_dense.bias.assign(bo)
-    repeat = lambda w: np.repeat(w, heads // kv_heads, axis=-2)  # noqa: E731
+    repeat = lambda w: np.repeat(w, heads // kv_heads, axis=-2)
     expected, _ = reference.attention(
         x, x, wq, bq, repeat(wk), repeat(bk), repeat(wv), repeat(bv), wo, bo
     )

@@ -14,8 +14,7 @@ layer norm after the sum).
 """
 
 import dataclasses
-from typing import Callable
-from typing import Optional
+from collections.abc import Callable
 
 import keras
 
@@ -59,11 +58,11 @@ class Family:
     embeddings: dict
     block_options: Callable
     block_weights: dict
-    final_norm: Optional[str] = None
+    final_norm: str | None = None
     final_norm_options: Callable = lambda config: {}
     weights: dict = dataclasses.field(default_factory=dict)
     inputs: tuple = ("token_ids", "padding_mask")
-    pooler: Optional[str] = None
+    pooler: str | None = None
     embedding_scale: bool = False
     logit_soft_cap: Callable = lambda config: None
     refuse: Callable = lambda backbone: None
@@ -123,7 +122,7 @@ def _pre_ln_decoder(activation):
     return options
 
 
-_LAYER_NORM_1E5 = lambda config: {"kind": "layer_norm", "epsilon": 1e-5}  # noqa: E731
+_LAYER_NORM_1E5 = lambda config: {"kind": "layer_norm", "epsilon": 1e-5}
 _ENCODER_WEIGHTS = _keras_hub_block("self_attention_layer")
 _DECODER_WEIGHTS = _keras_hub_block("self_attention")
 # keras_hub's BERT and GPT-2 use the tanh approximation of GELU.
