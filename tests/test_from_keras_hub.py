@@ -9,6 +9,7 @@ host devices (in a fresh process: `python -m tests.test_from_keras_hub
 WORKDIR`).
 """
 
+import inspect
 import json
 import os
 import sys
@@ -71,18 +72,72 @@ CASES = {
         },
     ),
 }
-CAUSAL_LMS = {"gpt2": "GPT2CausalLM", "opt": "OPTCausalLM"}
-PARAMS = [
-    pytest.param(family, case, id=f"{family}-{case}")
-    for family, (_, cases) in CASES.items()
-    for case in cases
-]
+GQA = dict(num_query_heads=4, num_key_value_heads=2, hidden_dim=8)
+MODERN = {
+    "llama": (
+        "LlamaBackbone",
+        {
+            "gqa": dict(**GQA, intermediate_dim=12),
+            "mha_tied": dict(
+                num_query_heads=2,
+                num_key_value_heads=2,
+                hidden_dim=8,
+                intermediate_dim=7,
+                tie_word_embeddings=True,
+            ),
+        },
+    ),
+    "llama3": ("Llama3Backbone", {"gqa": dict(**GQA, intermediate_dim=12)}),
+    "mistral": (
+        "MistralBackbone",
+        {"gqa_window3": dict(**GQA, intermediate_dim=12, sliding_window=3)},
+    ),
+    "qwen": ("QwenBackbone", {"gqa_bias": dict(**GQA, intermediate_dim=12)}),
+    "qwen3": (
+        "Qwen3Backbone",
+        {"head_dim3_qk_norm": dict(**GQA, head_dim=3, intermediate_dim=12)},
+    ),
+}
+CAUSAL_LMS = {
+    "gpt2": "GPT2CausalLM",
+    "opt": "OPTCausalLM",
+    "llama": "LlamaCausalLM",
+    "mistral": "MistralCausalLM",
+    "qwen": "QwenCausalLM",
+}
+# The modern families need block options (`normalization`, ...) that the
+# blocks gain separately; until then their cases skip.
+HAS_MODERN_OPTIONS = (
+    "normalization"
+    in inspect.signature(keras_mha.TransformerDecoderBlock.__init__).parameters
+)
+NEEDS_OPTIONS = pytest.mark.skipif(
+    not HAS_MODERN_OPTIONS,
+    reason="the blocks have no `normalization`, `use_gated_feedforward`, ...",
+)
+
+
+def _params(families):
+    return [
+        pytest.param(
+            family,
+            case,
+            id=f"{family}-{case}",
+            marks=[NEEDS_OPTIONS] if family in MODERN else [],
+        )
+        for family, (_, cases) in families.items()
+        for case in cases
+    ]
+
+
+CASES.update(MODERN)
+PARAMS = _params(CASES)
 
 
 def make_backbone(family, case, seed=0):
     keras.utils.set_random_seed(seed)
     name, cases = CASES[family]
-    kwargs = {**CLASSIC, **cases[case]}
+    kwargs = {**(SIZES if family in MODERN else CLASSIC), **cases[case]}
     return getattr(keras_hub.models, name)(**kwargs)
 
 
@@ -223,9 +278,20 @@ def prompts(length=12, lengths=(4, 1, 6), seed=3):
     return ids.astype("int32"), mask
 
 
-@pytest.mark.parametrize("family", sorted(CAUSAL_LMS))
-def test_converted_causal_lm_generates_keras_hub_greedy_tokens(family):
-    causal_lm = make_causal_lm(family)
+@pytest.mark.parametrize(
+    "family, case",
+    [
+        pytest.param(
+            family,
+            next(iter(CASES[family][1])),
+            id=family,
+            marks=[NEEDS_OPTIONS] if family in MODERN else [],
+        )
+        for family in CAUSAL_LMS
+    ],
+)
+def test_converted_causal_lm_generates_keras_hub_greedy_tokens(family, case):
+    causal_lm = make_causal_lm(family, case)
     converted = keras_mha.from_keras_hub(causal_lm)
     ids, mask = prompts()
     inputs = {"token_ids": ids, "padding_mask": mask.astype("int32")}

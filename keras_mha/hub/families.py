@@ -128,6 +128,90 @@ _DECODER_WEIGHTS = _keras_hub_block("self_attention")
 # keras_hub's BERT and GPT-2 use the tanh approximation of GELU.
 _GELU_TANH = "keras_hub>gelu_approximate"
 
+
+def _rotary(config, scaling="rope_scaling_factor"):
+    import keras_hub
+
+    return keras_hub.layers.RotaryEmbedding(
+        max_wavelength=config.get("rope_max_wavelength", 10000),
+        scaling_factor=config.get(scaling, 1.0),
+    )
+
+
+def _gated_decoder(use_bias=False, scaling="rope_scaling_factor", **more):
+    """Options of the pre-norm, RMS-norm, gated (SwiGLU) decoders."""
+
+    def options(config):
+        heads = config["num_query_heads"]
+        return dict(
+            num_heads=heads,
+            intermediate_dim=config["intermediate_dim"],
+            dropout=config.get("dropout", 0.0),
+            num_key_value_heads=config["num_key_value_heads"],
+            key_dim=config.get("head_dim") or config["hidden_dim"] // heads,
+            use_bias=use_bias,
+            use_output_bias=False,
+            use_feedforward_bias=False,
+            normalization="rms_norm",
+            norm_first=True,
+            layer_norm_epsilon=config["layer_norm_epsilon"],
+            use_gated_feedforward=True,
+            activation="silu",
+            rotary_embedding=_rotary(config, scaling),
+            **{name: get(config) for name, get in more.items()},
+        )
+
+    return options
+
+
+def _gated_block(attention_norm, ffn_norm, **more):
+    """Weights of Llama's, Mistral's and Qwen's decoders."""
+    return {
+        "self_attention/qkv": (
+            "fused_qkv",
+            "self_attention/query",
+            "self_attention/key",
+            "self_attention/value",
+        ),
+        "self_attention/attention_output": "self_attention/attention_output",
+        "self_attention_layer_norm": attention_norm,
+        "ffn_gate": "feedforward_gate_dense",
+        "ffn_intermediate": "feedforward_intermediate_dense",
+        "ffn_output": "feedforward_output_dense",
+        "ffn_layer_norm": ffn_norm,
+        **more,
+    }
+
+
+def _rms_norm(config):
+    return {"kind": "rms_norm", "epsilon": config["layer_norm_epsilon"]}
+
+
+def _refuse_llama3_rope(backbone):
+    if backbone.get_config().get("rope_frequency_adjustment_factor"):
+        return "Llama 3.1's rotary frequency adjustment"
+    return None
+
+
+def _refuse_qwen_window(backbone):
+    config = backbone.get_config()
+    if config.get("use_sliding_window_attention"):
+        return "Qwen's sliding window (its layers differ in window)"
+    return None
+
+
+_LLAMA_WEIGHTS = _gated_block(
+    "self_attention_layernorm", "feedforward_layernorm"
+)
+_LLAMA = dict(
+    causal=True,
+    embeddings={"token": "token_embedding"},
+    block_weights=_LLAMA_WEIGHTS,
+    final_norm="sequence_output_layernorm",
+    final_norm_options=_rms_norm,
+    refuse=_refuse_llama3_rope,
+)
+
 _FAMILIES = (
     Family(
         name="bert",
@@ -193,6 +277,70 @@ _FAMILIES = (
         block_weights=_DECODER_WEIGHTS,
         final_norm="layer_norm",
         final_norm_options=_LAYER_NORM_1E5,
+    ),
+    # The families below need the blocks' options `key_dim`,
+    # `num_key_value_heads`, `use_gated_feedforward`, `normalization`,
+    # `rotary_embedding`, `sliding_window` and `use_query_key_norm`.
+    Family(
+        name="llama",
+        backbone="LlamaBackbone",
+        causal_lms=("LlamaCausalLM",),
+        block_options=_gated_decoder(scaling="rope_position_scaling_factor"),
+        **_LLAMA,
+    ),
+    Family(
+        name="llama3",
+        backbone="Llama3Backbone",
+        causal_lms=("Llama3CausalLM",),
+        block_options=_gated_decoder(scaling="rope_position_scaling_factor"),
+        **_LLAMA,
+    ),
+    Family(
+        name="mistral",
+        backbone="MistralBackbone",
+        causal_lms=("MistralCausalLM",),
+        causal=True,
+        embeddings={"token": "token_embedding"},
+        block_options=_gated_decoder(
+            sliding_window=lambda config: config["sliding_window"]
+        ),
+        block_weights=_LLAMA_WEIGHTS,
+        final_norm="sequence_output_layernorm",
+        final_norm_options=_rms_norm,
+    ),
+    Family(
+        name="qwen",
+        backbone="QwenBackbone",
+        causal_lms=("QwenCausalLM",),
+        causal=True,
+        embeddings={"token": "token_embedding"},
+        # Qwen 2 has query, key and value biases, no other bias.
+        block_options=_gated_decoder(use_bias=True),
+        block_weights=_LLAMA_WEIGHTS,
+        final_norm="sequence_output_layernorm",
+        final_norm_options=_rms_norm,
+        refuse=_refuse_qwen_window,
+    ),
+    Family(
+        name="qwen3",
+        backbone="Qwen3Backbone",
+        causal_lms=("Qwen3CausalLM",),
+        causal=True,
+        embeddings={"token": "token_embedding"},
+        block_options=_gated_decoder(use_query_key_norm=lambda config: True),
+        block_weights=_gated_block(
+            "self_attention_layernorm",
+            "feedforward_layernorm",
+            **{
+                "self_attention/query_norm": (
+                    "self_attention/query_dense_layernorm"
+                ),
+                "self_attention/key_norm": "self_attention/key_dense_layernorm",
+            },
+        ),
+        final_norm="sequence_output_layernorm",
+        final_norm_options=_rms_norm,
+        refuse=_refuse_qwen_window,
     ),
 )
 
