@@ -164,11 +164,14 @@ def models_part(kinds, batch, length, steps, rounds):
     return rows
 
 
+def train_runner(model, inputs, target, steps):
+    """One round: `steps` training steps of `model`."""
+    return lambda: [model.train_on_batch(inputs, target) for _ in range(steps)]
+
+
 def _runner(model, mode, inputs, target, steps):
     if mode == "train":
-        return lambda: [
-            model.train_on_batch(inputs, target) for _ in range(steps)
-        ]
+        return train_runner(model, inputs, target, steps)
     return lambda: [model.predict_on_batch(inputs) for _ in range(steps)]
 
 
@@ -204,15 +207,16 @@ def generation_part(kinds, batch, prompt_length, max_length, rounds):
         except Exception as error:
             rows.append(_error_row(kind, "generation", error))
             continue
-        rows += _generation_rows(
+        rows += generation_rows(
             kind, ours, causal_lm, batch, prompt_length, max_length, rounds
         )
     return rows
 
 
-def _generation_rows(
+def generation_rows(
     kind, ours, causal_lm, batch, prompt_length, max_length, rounds
 ):
+    """Rows of `ours` (converted) and `causal_lm` generating greedily."""
     import keras
 
     from keras_mha.seq2seq import generate
