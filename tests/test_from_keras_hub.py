@@ -534,6 +534,7 @@ def layout_map_worker(workdir):
     )
 
 
+@pytest.mark.slow  # A fresh JAX process with 8 devices: minutes on 2 cores.
 @pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution is JAX's")
 def test_layout_map_splits_a_converted_model_on_8_devices(tmp_path):
     import subprocess
