@@ -37,6 +37,19 @@ def from_keras_hub(model):
 
     Example:
 
+    >>> import keras_hub
+    >>> backbone = keras_hub.models.GPT2Backbone(
+    ...     vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=8,
+    ...     intermediate_dim=16, max_sequence_length=16,
+    ... )
+    >>> model = keras_mha.from_keras_hub(backbone)
+    >>> inputs = {"token_ids": np.array([[5, 9, 2, 0]]),
+    ...           "padding_mask": np.array([[1, 1, 1, 0]])}
+    >>> tuple(model(inputs).shape)
+    (1, 4, 8)
+
+    A pretrained preset, on a machine that can download it:
+
     ```python
     backbone = keras_hub.models.Backbone.from_preset("bert_base_en")
     converted = keras_mha.from_keras_hub(backbone)
