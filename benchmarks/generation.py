@@ -5,7 +5,7 @@ feed-forward width, vocabulary), all through keras_hub's `GreedySampler`
 in one XLA-compiled function, as keras_hub's `GPT2CausalLM.generate_step`
 does:
 
-- `keras_mha`: `keras_mha.seq2seq.TransformerCausalLM` with the key/value
+- `keras_mha`: `keras_mha.TransformerCausalLM` with the key/value
   cache it declares (`build_cache`, `call_with_cache`), one token per step;
 - `keras_hub`: keras_hub's `TransformerDecoder`s with theirs, the same way;
 - `recompute`: the same model as `keras_mha` (so the same weights and the
@@ -14,7 +14,7 @@ does:
   recomputes the prefix (the causal mask makes later positions irrelevant).
 
 keras_hub's blocks run through the same cached loop as ours,
-`keras_mha.seq2seq.call_blocks_with_cache`.
+`keras_mha.call_blocks_with_cache`.
 """
 
 import numpy as np
@@ -47,7 +47,7 @@ class _KerasHubStack:
 
     @property
     def variables(self):
-        # What a compiled loop passes in as state (`seq2seq.generate`).
+        # What a compiled loop passes in as state (`keras_mha.generate`).
         layers = [self.embedding, self.position, *self.blocks, self.head]
         return [v for layer in layers for v in layer.variables]
 
@@ -77,7 +77,7 @@ class _KerasHubStack:
         return self.call_with_cache(token_ids, empty, 0)[1]
 
     def call_with_cache(self, token_ids, cache, index):
-        from keras_mha.seq2seq import call_blocks_with_cache
+        from keras_mha import call_blocks_with_cache
 
         x, cache = call_blocks_with_cache(
             self._embed(token_ids, index), self.blocks, cache, index
@@ -89,7 +89,7 @@ def make_stack(impl, cfg):
     """`TransformerCausalLM` (ours) or keras_hub's stack of the same sizes."""
     if impl == "keras_hub":
         return _KerasHubStack(cfg)
-    from keras_mha.seq2seq import TransformerCausalLM
+    from keras_mha import TransformerCausalLM
 
     return TransformerCausalLM(
         cfg["vocab"],

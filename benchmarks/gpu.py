@@ -718,15 +718,15 @@ def long_part(recorder, sizes, fused):
 def generation_part(recorder, sizes):
     """Cached greedy generation, ours vs keras_hub's, at each batch.
 
-    Both stacks run through `keras_mha.seq2seq.generate`, the package's one
+    Both stacks run through `keras_mha.generate`, the package's one
     compiled (`jax.jit`) cached loop, with keras_hub's greedy sampler.
     """
     import keras
     import numpy as np
 
+    import keras_mha
     from benchmarks import generation
     from benchmarks.timing import fastest_of_interleaved
-    from keras_mha import seq2seq
 
     keras.config.set_dtype_policy("mixed_bfloat16")
     keras.utils.set_random_seed(0)
@@ -745,7 +745,7 @@ def generation_part(recorder, sizes):
             stack(prompts)  # builds the layers
 
             def run(stack=stack, prompts=prompts):
-                ids = seq2seq.generate(stack, prompts, cfg["max_length"])
+                ids = keras_mha.generate(stack, prompts, cfg["max_length"])
                 return np.asarray(ids)
 
             run()  # compiles
@@ -773,7 +773,7 @@ def generation_part(recorder, sizes):
 def keras_hub_part(recorder, sizes):
     """A Llama-shaped keras_hub causal LM, converted by `from_keras_hub`
     vs keras_hub's own, in `mixed_bfloat16`: the backbone's training step
-    (compiled) and cached greedy generation (`seq2seq.generate` vs
+    (compiled) and cached greedy generation (`keras_mha.generate` vs
     `causal_lm.generate`), timed by `benchmarks.keras_hub_models`."""
     import keras
     import keras_hub

@@ -16,7 +16,7 @@ from_keras_hub` of it, the same weights, timed in interleaved rounds
   PyTorch eager (as `benchmarks.encoder`). A GPT-2-shaped backbone (4
   layers, width 256, 8 heads) can be added with `--models`.
 - `generation`: greedy generation of 8 prompts of 16 tokens to 64 by the
-  converted causal LM (`keras_mha.seq2seq.generate`, cached) and by
+  converted causal LM (`keras_mha.generate`, cached) and by
   `causal_lm.generate` (keras_hub's cache), tokens per second.
 - `long`: the converted Llama's forward pass at `--long-length` tokens
   (batch 1, attention in chunks of 1,024) beside keras_hub's, each in its
@@ -219,7 +219,7 @@ def generation_rows(
     """Rows of `ours` (converted) and `causal_lm` generating greedily."""
     import keras
 
-    from keras_mha.seq2seq import generate
+    from keras_mha import generate
 
     backend = keras.backend.backend()
     rows = []

@@ -1,12 +1,12 @@
 """Trains a decoder-only language model and generates with the key/value cache.
 
-The model, `keras_mha.seq2seq.TransformerCausalLM`: token embeddings plus
+The model, `keras_mha.TransformerCausalLM`: token embeddings plus
 `SinusoidalPositionEncoding`, a stack of `TransformerDecoderBlock`s with no
 encoder (causal self-attention only) and a final linear layer over the
 vocabulary. It learns the English side of the generated corpus of
 `keras_mha.seq2seq.data` (nothing is downloaded), tokenized with a lossless
 subword tokenizer, reports the held-out perplexity and next-token accuracy,
-and continues held-out prompts with `keras_mha.seq2seq.generate` (keras_hub's
+and continues held-out prompts with `keras_mha.generate` (keras_hub's
 greedy sampler, compiled), once with the blocks' key/value caches and once
 recomputing the whole buffer each step: the two give the same tokens, and
 their speeds are compared. The last line printed is a JSON summary.
@@ -23,6 +23,7 @@ import time
 import keras
 import numpy as np
 
+import keras_mha
 from keras_mha import seq2seq
 from keras_mha.seq2seq.tokenizers import END_ID
 from keras_mha.seq2seq.tokenizers import START_ID
@@ -50,7 +51,7 @@ def timed_generate(model, prompts, max_length, rounds=5):
     for _ in range(rounds):
         for use_cache in (True, False):
             start = time.perf_counter()
-            out = seq2seq.generate(
+            out = keras_mha.generate(
                 model, prompts, max_length, use_cache=use_cache
             )
             ids[use_cache] = keras.ops.convert_to_numpy(out)
@@ -69,7 +70,7 @@ def run(args):
     x_train, y_train = ids[:split, :-1], ids[:split, 1:]
     x_test, y_test = ids[split:, :-1], ids[split:, 1:]
 
-    model = seq2seq.TransformerCausalLM(
+    model = keras_mha.TransformerCausalLM(
         tokenizer.vocabulary_size(),
         hidden_dim=args.hidden_dim,
         num_heads=args.num_heads,
@@ -113,7 +114,7 @@ def run(args):
     cached_s, recompute_s = best[True], best[False]
     tokens = prompts.shape[0] * (args.max_length - lengths.min())
     ended = keras.ops.convert_to_numpy(
-        seq2seq.generate(model, prompts[:3], args.max_length, end_id=END_ID)
+        keras_mha.generate(model, prompts[:3], args.max_length, end_id=END_ID)
     )
     samples = [tokenizer.detokenize(row[row != 0]) for row in ended]
     for sample in samples:

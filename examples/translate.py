@@ -21,7 +21,7 @@ import keras
 import keras_hub
 
 from keras_mha import seq2seq
-from keras_mha.export import export_translator
+from keras_mha.seq2seq.export import export_translator
 
 CORPORA = {
     "numbers": seq2seq.data.number_pairs,

@@ -4,8 +4,11 @@ import importlib
 
 from keras_mha import saving  # noqa: F401  (keras_mha.saving.save_model)
 from keras_mha import seq2seq  # noqa: F401  (keras_mha.seq2seq.Translator)
+from keras_mha._decoder_stack import call_blocks_with_cache
 from keras_mha.distribution import get_layout_map
+from keras_mha.generation import generate
 from keras_mha.hub import from_keras_hub
+from keras_mha.language_model import TransformerCausalLM
 from keras_mha.multi_head_attention import MultiHeadAttention
 from keras_mha.multi_head_self_attention import MultiHeadSelfAttention
 from keras_mha.sinusoidal_position_encoding import SinusoidalPositionEncoding
@@ -13,18 +16,21 @@ from keras_mha.transformer_decoder_block import TransformerDecoderBlock
 from keras_mha.transformer_encoder_block import TransformerEncoderBlock
 
 __all__ = [
+    "call_blocks_with_cache",
     "from_keras_hub",
+    "generate",
     "get_layout_map",
     "MultiHeadAttention",
     "MultiHeadSelfAttention",
     "SinusoidalPositionEncoding",
+    "TransformerCausalLM",
     "TransformerDecoderBlock",
     "TransformerEncoderBlock",
 ]
 __version__ = "0.1.0"
 
-# Imported on first use: `export` needs keras_hub, `visualize` matplotlib.
-_LAZY_SUBMODULES = ("export", "visualize")
+# Imported on first use: `visualize` needs matplotlib.
+_LAZY_SUBMODULES = ("visualize",)
 
 
 def __getattr__(name):

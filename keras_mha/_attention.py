@@ -11,6 +11,10 @@ in chunks with a running softmax (`chunked_attention`), so memory grows
 with the sequence length rather than its square.
 """
 
+import math
+from typing import Any
+from typing import NamedTuple
+
 import keras
 from keras import ops
 
@@ -22,6 +26,49 @@ _MASKED_LOGIT = -1e9
 # exceed this runs chunked: 2048 x 2048 float32 logits are 16 MiB a head.
 AUTO_CHUNK_THRESHOLD = 2048 * 2048
 AUTO_CHUNK_SIZE = 1024
+
+
+class Masks(NamedTuple):
+    """What may attend to what: the mask arguments of `attend`.
+
+    Attributes:
+        query_mask: `(b, t)` padding mask of the queries, or `None`.
+        key_mask: `(b, s)` padding mask of the keys, or `None`.
+        attention_mask: mask of rank 2 to 4 broadcastable to
+            `(b, n, t, s)` once axes are inserted at -3, or `None`.
+        use_causal_mask: whether query `i` may only see keys
+            `j <= i + causal_offset`.
+        causal_offset: int or scalar tensor, the position of the first
+            query among the keys (cached decoding); also where ALiBi
+            counts the queries' positions from.
+        sliding_window: int or `None`, see `merge_masks`.
+    """
+
+    query_mask: Any = None
+    key_mask: Any = None
+    attention_mask: Any = None
+    use_causal_mask: bool = False
+    causal_offset: Any = 0
+    sliding_window: Any = None
+
+
+def alibi_slopes(num_heads, max_bias=8):
+    """The ALiBi slope of each head (Press et al., 2022).
+
+    For `n` a power of two, `2 ** (-max_bias * (i + 1) / n)`; otherwise
+    those of the power of two below `n`, then every other slope of twice
+    that power, as in the paper's code, BLOOM and keras_hub's `AlibiBias`.
+    """
+
+    def power_of_two(n):
+        start = 2 ** (-max_bias / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    if math.log2(num_heads).is_integer():
+        return power_of_two(num_heads)
+    closest = 2 ** math.floor(math.log2(num_heads))
+    extra = alibi_slopes(2 * closest, max_bias)[0::2][: num_heads - closest]
+    return power_of_two(closest) + extra
 
 
 def merge_masks(
@@ -152,6 +199,10 @@ def attend(
     flash_attention=None,
     chunk_size=None,
     sliding_window=None,
+    scale=None,
+    soft_cap=None,
+    bias=None,
+    alibi_slopes=None,
 ):
     """Multi-head scaled dot-product attention, softmax(q k^T / sqrt(h)) v.
 
@@ -184,6 +235,20 @@ def attend(
         chunk_size: `attention_chunk_size` of the layer; see
             `attention_chunk_size_for`.
         sliding_window: int or `None`, see `merge_masks`.
+        scale: float multiplying `q . k`, or `None` for `h ** -0.5`.
+        soft_cap: float or `None`: logits become
+            `soft_cap * tanh(logits / soft_cap)` (Gemma 2), after the
+            scale and before any bias. The backends' fused kernels do not
+            apply it (Keras 3.15 passes `attn_logits_soft_cap` to TPU
+            kernels only), so soft-capped attention runs the explicit or
+            chunked path.
+        bias: float tensor broadcastable to `(b, n, t, s)` added to the
+            logits (after the soft cap), or `None`.
+        alibi_slopes: sequence of `n` floats or `None`: ALiBi adds
+            `slope * (j - i)` to the logit of query position `i` (counted
+            from `causal_offset`) and key position `j`, which gives the
+            probabilities of BLOOM's and keras_hub's `AlibiBias` (they
+            differ from it by a constant per row).
 
     Returns:
         `(b, t, n, hv)` outputs (ready for the output projection) and
@@ -191,6 +256,7 @@ def attend(
         false.
     """
     needs_probs = return_scores or (dropout > 0 and training)
+    scores = _Scores(scale, soft_cap, bias, alibi_slopes, causal_offset)
     chunk = attention_chunk_size_for(query.shape[2], key.shape[2], chunk_size)
     if chunk and not needs_probs and not flash_attention:
         outputs = chunked_attention(
@@ -204,9 +270,13 @@ def attend(
             use_causal_mask,
             causal_offset,
             sliding_window,
+            scores=scores,
         )
         return ops.transpose(outputs, (0, 2, 1, 3)), None
     masks = (query_mask, key_mask, attention_mask)
+    fused = not needs_probs and _use_fused(
+        query, value, flash_attention, soft_cap
+    )
     # With the causal mask alone, the fused kernel builds it itself.
     causal_only = (
         use_causal_mask
@@ -214,8 +284,8 @@ def attend(
         and all(m is None for m in masks)
         and isinstance(causal_offset, int)
         and causal_offset == 0
+        and not (fused and scores.has_bias and _bias_replaces_mask())
     )
-    fused = not needs_probs and _use_fused(query, value, flash_attention)
     mask = None
     if not (causal_only and fused):
         mask = merge_masks(
@@ -228,7 +298,7 @@ def attend(
         )
     if fused:
         return _fused_attention(
-            query, key, value, mask, causal_only, flash_attention
+            query, key, value, mask, causal_only, flash_attention, scores
         ), None
     return _explicit_attention(
         query,
@@ -239,34 +309,124 @@ def attend(
         training,
         seed_generator,
         return_scores,
+        scores,
     )
 
 
-def _use_fused(query, value, flash_attention):
-    # The fused op needs one head width for keys and values.
-    if flash_attention is False or query.shape[-1] != value.shape[-1]:
+class _Scores:
+    """What turns `q . k` into logits: scale, soft cap and biases.
+
+    The one copy of the score math, applied by every path: `logits(q, k)`
+    on the explicit and chunked paths (for a block of queries from
+    `query_start` and keys from `key_start`), `fused_bias` on the fused
+    kernel. With every option off it is `(q * h ** -0.5) . k`, as before.
+    """
+
+    def __init__(self, scale, soft_cap, bias, alibi_slopes, causal_offset):
+        self.scale = scale
+        self.soft_cap = soft_cap
+        self.bias = bias
+        self.alibi_slopes = alibi_slopes
+        self.causal_offset = causal_offset
+        self.has_bias = bias is not None or alibi_slopes is not None
+
+    def scale_query(self, query):
+        scale = query.shape[-1] ** -0.5 if self.scale is None else self.scale
+        return ops.multiply(query, ops.cast(scale, query.dtype))
+
+    def logits(self, query, key, query_start=0, key_start=0, bias=None):
+        """`(b, n, t, s)` float32 logits of queries from `scale_query`.
+
+        `bias` is the block of `self.bias` for these queries and keys.
+        """
+        logits = _logits(query, key)
+        if self.soft_cap is not None:
+            cap = self.soft_cap
+            logits = ops.multiply(ops.tanh(ops.divide(logits, cap)), cap)
+        if bias is not None:
+            logits = logits + ops.cast(bias, "float32")
+        if self.alibi_slopes is not None:
+            logits = logits + self._alibi(
+                ops.shape(query)[2], ops.shape(key)[2], query_start, key_start
+            )
+        return logits
+
+    def _alibi(self, query_length, key_length, query_start, key_start):
+        # (t, 1) query and (1, s) key positions, the queries' from the
+        # offset of cached decoding.
+        rows = ops.arange(query_length) + self.causal_offset + query_start
+        cols = ops.arange(key_length) + key_start
+        distance = ops.cast(cols[None, :] - rows[:, None], "float32")
+        slopes = ops.convert_to_tensor(self.alibi_slopes, "float32")
+        return slopes[:, None, None] * distance[None]  # (n, t, s)
+
+    def fused_bias(self, query, key):
+        """The `(b|1, n|1, t, s)` bias of the fused kernel, or `None`."""
+        if not self.has_bias:
+            return None
+        bias = 0.0 if self.bias is None else ops.cast(self.bias, "float32")
+        if self.alibi_slopes is not None:
+            alibi = self._alibi(ops.shape(query)[2], ops.shape(key)[2], 0, 0)
+            bias = bias + alibi[None]
+        return bias
+
+
+def _bias_replaces_mask():
+    # PyTorch's fused op takes a bias or a mask, never both: the mask is
+    # folded into the bias.
+    return keras.backend.backend() == "torch"
+
+
+def _use_fused(query, value, flash_attention, soft_cap=None):
+    # The fused op needs one head width for keys and values, and applies
+    # no soft cap on GPUs and CPUs.
+    if (
+        flash_attention is False
+        or query.shape[-1] != value.shape[-1]
+        or soft_cap is not None
+    ):
         return False
     return flash_attention is True or _backend_has_fused_kernel()
 
 
-def _fused_attention(query, key, value, mask, is_causal, flash_attention):
+def _fused_attention(
+    query, key, value, mask, is_causal, flash_attention, scores
+):
+    bias = scores.fused_bias(query, key)
+    op_mask = mask
+    if bias is not None:
+        bias = ops.cast(bias, query.dtype)
+        if mask is not None and _bias_replaces_mask():
+            bias = ops.where(mask, bias, _large_negative(query.dtype))
+            op_mask = None
     # (b, n, t, h) -> (b, t, n, h), the layout of the fused op.
     query, key, value = (
         ops.transpose(x, (0, 2, 1, 3)) for x in (query, key, value)
     )
+    # Only the options in use, so the default call is the plain one.
+    options = {"bias": bias, "scale": scores.scale}
+    options = {k: v for k, v in options.items() if v is not None}
     outputs = ops.dot_product_attention(
         query,
         key,
         value,
-        mask=mask,
+        mask=op_mask,
         is_causal=is_causal,
         flash_attention=flash_attention,
+        **options,
     )
     if mask is None:
         return outputs
     attends = ops.any(mask, axis=-1)  # (b, n|1, t|1)
     attends = ops.transpose(attends, (0, 2, 1))[..., None]  # (b, t|1, n|1, 1)
     return ops.multiply(outputs, ops.cast(attends, outputs.dtype))
+
+
+def _large_negative(dtype):
+    # Finite in the dtype: -1e9 is -inf in float16.
+    if keras.backend.standardize_dtype(dtype) == "float16":
+        return -3e4
+    return _MASKED_LOGIT
 
 
 def _logits(query, key):
@@ -282,15 +442,19 @@ def _logits(query, key):
     return ops.cast(logits, "float32")
 
 
-def _scale(query):
-    return ops.multiply(query, ops.cast(query.shape[-1] ** -0.5, query.dtype))
-
-
 def _explicit_attention(
-    query, key, value, mask, dropout, training, seed_generator, return_scores
+    query,
+    key,
+    value,
+    mask,
+    dropout,
+    training,
+    seed_generator,
+    return_scores,
+    scores,
 ):
     compute_dtype = value.dtype
-    logits = _logits(_scale(query), key)
+    logits = scores.logits(scores.scale_query(query), key, bias=scores.bias)
     if mask is not None:
         logits = ops.where(mask, logits, _MASKED_LOGIT)
     if logits.shape[-1] == 1:
@@ -326,6 +490,7 @@ def chunked_attention(
     use_causal_mask=False,
     causal_offset=0,
     sliding_window=None,
+    scores=None,
 ):
     """Attention in `(chunk, chunk)` blocks with a running softmax.
 
@@ -345,6 +510,8 @@ def chunked_attention(
         chunk_size: int, queries and keys per block.
         query_mask, key_mask, attention_mask, use_causal_mask,
             causal_offset, sliding_window: as in `attend`.
+        scores: the scale, soft cap and biases (`attend` makes it);
+            `None` is the plain scaled dot product.
 
     Returns:
         `(b, n, t, hv)` outputs, equal to the explicit path's up to float
@@ -357,9 +524,11 @@ def chunked_attention(
     query_length, key_length = query.shape[2], key.shape[2]
     static_offset = isinstance(causal_offset, int)
     compute_dtype = value.dtype
+    if scores is None:
+        scores = _Scores(None, None, None, None, causal_offset)
     # Split once rather than slice per block: TensorFlow's gradient of each
     # slice is a zero-padded copy of the whole input, all kept until summed.
-    queries = _split(_scale(query), chunk_size)
+    queries = _split(scores.scale_query(query), chunk_size)
     keys, values = _split(key, chunk_size), _split(value, chunk_size)
     outputs = []
     for start, query_chunk in zip(range(0, query_length, chunk_size), queries):
@@ -398,9 +567,15 @@ def chunked_attention(
                 causal_offset=causal_offset + start - key_start,
                 sliding_window=sliding_window,
             )
-            step = _online_softmax_step(block_mask, first=state is None)
+            bias = _mask_block(scores.bias, start, stop, key_start, key_stop)
+            step = _online_softmax_step(
+                block_mask, state is None, scores, start, key_start, bias
+            )
+            # The bias block is an argument (it may be trained), the mask
+            # is closed over.
+            biases = () if bias is None else (bias,)
             state = keras.remat(step)(
-                query_chunk, key_chunk, value_chunk, *(state or ())
+                query_chunk, key_chunk, value_chunk, *biases, *(state or ())
             )
         if state is None:
             # No key is visible to any query of the chunk (a negative
@@ -424,7 +599,8 @@ def _split(x, chunk_size):
 
 
 def _mask_block(mask, start, stop, key_start, key_stop):
-    """The `[start:stop, key_start:key_stop]` block of a broadcastable mask."""
+    """The `[start:stop, key_start:key_stop]` block of a broadcastable mask
+    (or bias)."""
     if mask is None:
         return None
     if mask.shape[-2] != 1:
@@ -434,16 +610,21 @@ def _mask_block(mask, start, stop, key_start, key_stop):
     return mask
 
 
-def _online_softmax_step(mask, first):
-    """One block of the running softmax: `(q, k, v, [m, l, acc])` to
-    `(m, l, acc)`.
+def _online_softmax_step(mask, first, scores, query_start, key_start, bias):
+    """One block of the running softmax: `(q, k, v, [bias], [m, l, acc])`
+    to `(m, l, acc)`.
 
     The mask is closed over rather than passed: the rematerialization only
     differentiates and replays tensor arguments, and masks are boolean.
     """
+    has_bias = bias is not None
 
     def step(query, key, value, *state):
-        logits = _logits(query, key)  # (b, n, tc, sc)
+        bias = None
+        if has_bias:
+            bias, state = state[0], state[1:]
+        # (b, n, tc, sc)
+        logits = scores.logits(query, key, query_start, key_start, bias)
         if mask is not None:
             logits = ops.where(mask, logits, _MASKED_LOGIT)
         # The result does not depend on the running maximum, only its

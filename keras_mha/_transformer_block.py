@@ -1,45 +1,43 @@
-"""What the encoder and decoder blocks share: config, sub-layers, Add & Norm."""
+"""What the encoder and decoder blocks share: options, sub-layers, residuals.
+
+A block takes the options of its parts and hands them on: the attention
+options (`ATTENTION_OPTIONS`, under the attention layers' own names, so
+the attention layer checks them once and its errors name the block's
+argument), and its own for the norms, the feed-forward network and the
+residual wiring. Notation: b batch, t length, d width, f `intermediate_dim`.
+"""
 
 import keras
-from keras import ops
 
-from keras_mha._porting import CALL_HINTS
-from keras_mha._porting import CONSTRUCTOR_HINTS
-from keras_mha._porting import check_foreign_arguments
-from keras_mha._porting import check_positional
-from keras_mha._quantization import dtype_config
-from keras_mha._utils import clone_initializer
-from keras_mha._utils import output_spec_of_call
+from keras_mha._base_attention import ATTENTION_OPTIONS
+from keras_mha._base_attention import POSITIONAL_OPTIONS
+from keras_mha._feedforward import feedforward
+from keras_mha._feedforward import get_activation
+from keras_mha._layer import PackageLayer
+from keras_mha._lora import check_targets
+from keras_mha._lora import enable_lora
+from keras_mha._normalization import check_normalization
+from keras_mha._normalization import make_norm
+from keras_mha._utils import unpack_outputs
 from keras_mha._validation import check_bool
-from keras_mha._validation import check_flash_attention
 from keras_mha._validation import check_positive_float
 from keras_mha._validation import check_positive_int
-from keras_mha._validation import check_rate
 from keras_mha._validation import check_sequence_shape
 from keras_mha.multi_head_self_attention import MultiHeadSelfAttention
 
 
-def call_attention(layer, return_scores, *args, **kwargs):
-    """Calls an attention layer; returns `(outputs, scores_or_None)`."""
-    if return_scores:
-        return layer(*args, return_attention_scores=True, **kwargs)
-    return layer(*args, **kwargs), None
-
-
-class TransformerBlock(keras.layers.Layer):
+class TransformerBlock(PackageLayer):
     """Base of `TransformerEncoderBlock` and `TransformerDecoderBlock`.
 
-    Holds the constructor arguments both blocks take, builds their shared
-    sub-layers (self-attention and the feed-forward network, each with its
-    dropout and layer norm) and applies a sub-layer with its residual
-    connection. Subclasses set `_causal` and add their own sub-layers.
+    Holds the constructor arguments both blocks take (see
+    `TransformerEncoderBlock`), creates the self-attention layer from the
+    attention options, builds the feed-forward network and the norms, and
+    runs the sub-layers with their residual connections (`_residuals`).
+    Subclasses set `_causal` and add their own sub-layers.
     """
 
+    _keyword_only = ("intermediate_dim", "dropout", "...")
     _causal = False
-
-    def __new__(cls, *args, **kwargs):
-        check_positional(cls, args, ("intermediate_dim", "dropout", "..."))
-        return super().__new__(cls, *args, **kwargs)
 
     def __init__(
         self,
@@ -53,35 +51,111 @@ class TransformerBlock(keras.layers.Layer):
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         flash_attention=None,
+        key_dim=None,
+        num_key_value_heads=None,
+        use_bias=True,
+        use_output_bias=None,
+        use_gate=False,
+        attention_chunk_size=None,
+        use_query_key_norm=False,
+        attention_logit_soft_cap=None,
+        attention_scale=None,
+        sliding_window=None,
+        rotary_embedding=None,
+        rotary_fraction=1.0,
+        use_alibi=False,
+        normalization="layer_norm",
+        use_gated_feedforward=False,
+        use_feedforward_bias=None,
+        use_post_attention_norm=False,
+        use_post_feedforward_norm=False,
+        parallel_residual=False,
+        shared_input_norm=False,
         **kwargs,
     ):
-        check_foreign_arguments(self, kwargs, CONSTRUCTOR_HINTS)
         super().__init__(**kwargs)
-        self.num_heads = check_positive_int("num_heads", num_heads)
         self.intermediate_dim = check_positive_int(
             "intermediate_dim", intermediate_dim
         )
-        self.dropout = check_rate("dropout", dropout)
-        self.activation = keras.activations.get(activation)
+        self.activation = get_activation(activation)
         self.norm_first = check_bool("norm_first", norm_first)
         self.layer_norm_epsilon = check_positive_float(
             "layer_norm_epsilon", layer_norm_epsilon
         )
+        self.normalization = check_normalization(normalization)
+        self.use_gated_feedforward = check_bool(
+            "use_gated_feedforward", use_gated_feedforward
+        )
+        self.use_feedforward_bias = (
+            None
+            if use_feedforward_bias is None
+            else check_bool("use_feedforward_bias", use_feedforward_bias)
+        )
+        self.use_post_attention_norm = check_bool(
+            "use_post_attention_norm", use_post_attention_norm
+        )
+        self.use_post_feedforward_norm = check_bool(
+            "use_post_feedforward_norm", use_post_feedforward_norm
+        )
+        self.parallel_residual = check_bool(
+            "parallel_residual", parallel_residual
+        )
+        self.shared_input_norm = check_bool(
+            "shared_input_norm", shared_input_norm
+        )
+        if self.parallel_residual and not self.norm_first:
+            raise ValueError(
+                "`parallel_residual=True` adds the sub-layers of one "
+                "normalized input, x + attention(norm(x)) + ffn(norm(x)): "
+                "it needs norm_first=True. Received: parallel_residual=True, "
+                "norm_first=False"
+            )
+        if self.shared_input_norm and not self.parallel_residual:
+            raise ValueError(
+                "`shared_input_norm=True` feeds one input norm to the "
+                "parallel sub-layers: it needs parallel_residual=True. "
+                "Received: shared_input_norm=True, parallel_residual=False"
+            )
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.flash_attention = check_flash_attention(flash_attention)
+        # Created here, built in `build`: the attention layer checks the
+        # attention options (and `num_heads`, `dropout`) once, at
+        # construction, under the names the block takes them by.
+        self.self_attention = MultiHeadSelfAttention(
+            num_heads,
+            use_causal_mask=self._causal,
+            dropout=dropout,
+            query_key_norm_epsilon=self.layer_norm_epsilon,
+            dtype=self.dtype_policy,
+            name="self_attention",
+            **self._initializers(),
+            key_dim=key_dim,
+            num_key_value_heads=num_key_value_heads,
+            use_bias=use_bias,
+            use_output_bias=use_output_bias,
+            use_gate=use_gate,
+            attention_chunk_size=attention_chunk_size,
+            flash_attention=flash_attention,
+            use_query_key_norm=use_query_key_norm,
+            attention_logit_soft_cap=attention_logit_soft_cap,
+            attention_scale=attention_scale,
+            sliding_window=sliding_window,
+            rotary_embedding=rotary_embedding,
+            rotary_fraction=rotary_fraction,
+            use_alibi=use_alibi,
+        )
+        self.num_heads = self.self_attention.num_heads
+        self.dropout = self.self_attention.dropout
+        self.flash_attention = self.self_attention.flash_attention
         self.supports_masking = True
-
-    def __call__(self, *args, **kwargs):
-        check_foreign_arguments(self, kwargs, CALL_HINTS)
-        return super().__call__(*args, **kwargs)
 
     def enable_lora(self, rank, targets=("query", "value"), lora_alpha=None):
         """Freezes the block and adds LoRA updates to its attention layers.
 
         Calls `enable_lora` of each attention layer of the block (see
         `MultiHeadAttention.enable_lora`); the layer norms and the
-        feed-forward network stay frozen.
+        feed-forward network stay frozen. Everything is checked before
+        anything changes: a refused call leaves the block as it was.
 
         Args:
             rank: int. Rank of the updates.
@@ -90,148 +164,165 @@ class TransformerBlock(keras.layers.Layer):
             lora_alpha: float. Scale of the updates. Defaults to `None`,
                 which uses `rank`.
         """
-        if not self.built:
-            raise ValueError(
-                "`enable_lora` needs a built layer: call the layer once "
-                f"first. Received: layer {self.name} with built=False"
-            )
-        self.trainable = True
-        for sublayer in self._flatten_layers(include_self=False):
-            sublayer.trainable = False
+        self._check_built("enable_lora")
+        targets = check_targets(targets)
+        projections = {}
         for attention in (
             self.self_attention,
             getattr(self, "cross_attention", None),
         ):
             if attention is not None:
-                attention.enable_lora(rank, targets, lora_alpha)
+                projections.update(attention._lora_projections(targets))
+        enable_lora(self, projections, rank, lora_alpha)
 
-    def _initializers(self):
+    def _attention_options(self, positional=True):
+        """The attention options as the self-attention layer checked them.
+
+        `positional=False` leaves out those about positions (rotary,
+        ALiBi, sliding window), which cross-attention does not take.
+        """
+        config = self.self_attention.get_config()
         return {
-            "kernel_initializer": clone_initializer(self.kernel_initializer),
-            "bias_initializer": clone_initializer(self.bias_initializer),
+            name: config[name]
+            for name in ATTENTION_OPTIONS
+            if positional or name not in POSITIONAL_OPTIONS
         }
 
-    def _attention_kwargs(self, width):
-        if width % self.num_heads:
-            raise ValueError(
-                f"num_heads={self.num_heads} must divide the input width "
-                f"{width}."
-            )
+    def _cross_attention_kwargs(self):
+        """What a cross-attention layer of the block is made with."""
         return dict(
             num_heads=self.num_heads,
             dropout=self.dropout,
-            flash_attention=self.flash_attention,
+            query_key_norm_epsilon=self.layer_norm_epsilon,
             dtype=self.dtype_policy,
             **self._initializers(),
+            **self._attention_options(positional=False),
         )
 
-    def _norm_and_dropout(self, prefix, input_shape):
-        """The layer norm and residual dropout of one sub-layer."""
-        norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_epsilon,
-            dtype=self.dtype_policy,
-            name=f"{prefix}_layer_norm",
+    def _norm(self, name, input_shape):
+        return make_norm(
+            self.normalization,
+            self.layer_norm_epsilon,
+            self.dtype_policy,
+            name,
+            input_shape,
         )
-        norm.build(input_shape)
+
+    def _build_norms(self, prefix, input_shape, post_norm):
+        """The input norm, post norm (or `None`) and residual dropout of
+        the sub-layer `prefix`, as attributes `{prefix}_norm`, ...
+
+        With `shared_input_norm` only the self-attention has an input norm.
+        """
+        norm = None
+        if not (self.shared_input_norm and prefix != "self_attention"):
+            norm = self._norm(f"{prefix}_layer_norm", input_shape)
+        setattr(self, f"{prefix}_norm", norm)
+        setattr(
+            self,
+            f"{prefix}_post_norm",
+            self._norm(f"{prefix}_post_norm", input_shape)
+            if post_norm
+            else None,
+        )
         dropout = keras.layers.Dropout(
             self.dropout, dtype=self.dtype_policy, name=f"{prefix}_dropout"
         )
-        return norm, dropout
+        setattr(self, f"{prefix}_dropout", dropout)
 
     def _build_self_attention_and_ffn(self, input_shape):
         """Builds the sub-layers both blocks have; returns the width."""
         width = check_sequence_shape("inputs", input_shape)
         self._width = width
-        self.self_attention = MultiHeadSelfAttention(
-            use_causal_mask=self._causal,
-            name="self_attention",
-            **self._attention_kwargs(width),
-        )
         self.self_attention.build(input_shape)
-        self.self_attention_norm, self.self_attention_dropout = (
-            self._norm_and_dropout("self_attention", input_shape)
+        self._build_norms(
+            "self_attention", input_shape, self.use_post_attention_norm
         )
+        use_bias = self.use_feedforward_bias
+        if use_bias is None:
+            use_bias = self.self_attention.use_bias
+        gated = self.use_gated_feedforward
+        dense = dict(use_bias=use_bias, dtype=self.dtype_policy)
+        if gated:
+            self.ffn_gate = keras.layers.Dense(
+                self.intermediate_dim,
+                activation=self.activation,
+                name="ffn_gate",
+                **dense,
+                **self._initializers(),
+            )
+            self.ffn_gate.build(input_shape)
         self.ffn_intermediate = keras.layers.Dense(
             self.intermediate_dim,
-            activation=self.activation,
-            dtype=self.dtype_policy,
+            activation=None if gated else self.activation,
             name="ffn_intermediate",
+            **dense,
             **self._initializers(),
         )
         self.ffn_intermediate.build(input_shape)
         self.ffn_output = keras.layers.Dense(
-            width,
-            dtype=self.dtype_policy,
-            name="ffn_output",
-            **self._initializers(),
+            width, name="ffn_output", **dense, **self._initializers()
         )
         self.ffn_output.build((*input_shape[:-1], self.intermediate_dim))
-        self.ffn_norm, self.ffn_dropout = self._norm_and_dropout(
-            "ffn", input_shape
-        )
+        self._build_norms("ffn", input_shape, self.use_post_feedforward_norm)
         return width
 
-    def _residual(self, x, norm, dropout, sublayer, training):
-        """Add & Norm around `sublayer`: post-LN, or pre-LN if `norm_first`.
+    def _residuals(self, x, sublayers, training):
+        """Runs `sublayers` with their residual connections.
 
-        `sublayer` maps a tensor to `(outputs, attention_scores_or_None)`.
+        `sublayers` are `(prefix, fn)` pairs, `fn` mapping a tensor to
+        `(outputs, extras)`; the sub-layer's output goes through its post
+        norm (if any) and dropout before the add. Post-LN: `x =
+        norm(x + f(x))`; pre-LN: `x = x + f(norm(x))`; parallel: `x = x +
+        sum f(norm_f(x))`, with `shared_input_norm` the self-attention's
+        input norm for all. Returns `x` and the list of extras.
         """
-        y, scores = sublayer(norm(x) if self.norm_first else x)
-        x = x + dropout(y, training=training)
-        return (x if self.norm_first else norm(x)), scores
+        extras = []
+        total = x
+        for prefix, fn in sublayers:
+            norm = getattr(self, f"{prefix}_norm") or self.self_attention_norm
+            y, extra = fn(norm(x) if self.norm_first else x)
+            extras.append(extra)
+            post_norm = getattr(self, f"{prefix}_post_norm")
+            if post_norm is not None:
+                y = post_norm(y)
+            y = getattr(self, f"{prefix}_dropout")(y, training=training)
+            if self.parallel_residual:
+                total = total + y
+                continue
+            x = x + y
+            if not self.norm_first:
+                x = norm(x)
+        return (total if self.parallel_residual else x), extras
 
-    def _self_attention_sublayer(
-        self, x, padding_mask, attention_mask, training, return_scores
-    ):
-        return self._residual(
-            x,
-            self.self_attention_norm,
-            self.self_attention_dropout,
-            lambda y: call_attention(
-                self.self_attention,
-                return_scores,
-                y,
-                mask=padding_mask,
+    def _self_attend(self, x, mask, attention_mask, training, scores, cache):
+        """Self-attention; returns `(outputs, (scores, cache))`, `None`
+        for what was not asked for."""
+        cache, index = cache
+        outputs, scores, cache = unpack_outputs(
+            self.self_attention(
+                x,
+                mask=mask,
                 attention_mask=attention_mask,
                 training=training,
+                return_attention_scores=scores,
+                cache=cache,
+                cache_update_index=index,
             ),
-            training,
+            scores,
+            cache is not None,
         )
+        return outputs, (scores, cache)
 
-    def _ffn_sublayer(self, x, training):
-        return self._residual(
-            x,
-            self.ffn_norm,
-            self.ffn_dropout,
-            lambda y: (self._ffn(y), None),
-            training,
-        )
-
-    def _ffn(self, x):
-        """The feed-forward network; on JAX over 2D `(tokens, width)`.
-
-        XLA's CPU gradients of a `(b, t, d)` Dense profile about 1.15x
-        slower than those of the same product on 2D tokens.
-        """
-        if keras.backend.backend() != "jax":
-            return self.ffn_output(self.ffn_intermediate(x))
-        shape = ops.shape(x)
-        x = ops.reshape(x, (-1, shape[-1]))
-        return ops.reshape(self.ffn_output(self.ffn_intermediate(x)), shape)
+    def _ffn_sublayer(self, x):
+        return feedforward(self, x), None
 
     def compute_output_shape(self, inputs_shape, *args, **kwargs):
         return inputs_shape
 
-    def compute_output_spec(self, *args, **kwargs):
-        # `(outputs, [scores], [caches])`, as `call` returns it.
-        return output_spec_of_call(self, *args, **kwargs)
-
     def get_config(self):
-        config = super().get_config()
-        # The policies of quantized sub-layers, so that they reload.
-        config["dtype"] = dtype_config(self, config["dtype"])
         return {
-            **config,
+            **super().get_config(),
             "num_heads": self.num_heads,
             "intermediate_dim": self.intermediate_dim,
             "dropout": self.dropout,
@@ -244,5 +335,12 @@ class TransformerBlock(keras.layers.Layer):
             "bias_initializer": keras.initializers.serialize(
                 self.bias_initializer
             ),
-            "flash_attention": self.flash_attention,
+            **self._attention_options(),
+            "normalization": self.normalization,
+            "use_gated_feedforward": self.use_gated_feedforward,
+            "use_feedforward_bias": self.use_feedforward_bias,
+            "use_post_attention_norm": self.use_post_attention_norm,
+            "use_post_feedforward_norm": self.use_post_feedforward_norm,
+            "parallel_residual": self.parallel_residual,
+            "shared_input_norm": self.shared_input_norm,
         }

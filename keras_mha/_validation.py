@@ -29,6 +29,35 @@ def check_positive_int(name, value, allow_none=False):
     return int(value)
 
 
+def check_strings(name, value):
+    """A list, tuple or 1-D NumPy array of `str`; returns a list of them.
+
+    A bare string is refused rather than read as its characters, and an
+    item that is not a `str` (`None`, a number, `bytes`) rather than
+    converted with `str()`.
+    """
+    expected = f"`{name}` expected a list, tuple or 1-D array of str"
+    if isinstance(value, (str, bytes)):
+        raise TypeError(
+            f"{expected}, not a bare {type(value).__name__} (pass [text] "
+            f"for one). Received: {name}={value!r:.80}"
+        )
+    if isinstance(value, np.ndarray) and value.ndim != 1:
+        raise TypeError(f"{expected}. Received: {name} of shape {value.shape}")
+    if not isinstance(value, (list, tuple, np.ndarray)):
+        raise TypeError(
+            f"{expected}. Received: {name}={value!r:.80} of type "
+            f"{type(value).__name__}"
+        )
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise TypeError(
+                f"{expected}; item {i} is a {type(item).__name__}. "
+                f"Received: {name}[{i}]={item!r:.80}"
+            )
+    return [str(item) for item in value]
+
+
 def check_rate(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
@@ -41,18 +70,42 @@ def check_rate(name, value):
     return float(value)
 
 
-def check_positive_float(name, value):
+def check_positive_float(name, value, allow_none=False):
+    if value is None and allow_none:
+        return value
+    expected = f"a positive finite number{' or None' if allow_none else ''}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
-            f"`{name}` expected a positive finite number. "
-            f"Received: {name}={value!r}"
+            f"`{name}` expected {expected}. Received: {name}={value!r}"
         )
     if not (math.isfinite(value) and value > 0):
         raise ValueError(
-            f"`{name}` expected a positive finite number. "
-            f"Received: {name}={value!r}"
+            f"`{name}` expected {expected}. Received: {name}={value!r}"
         )
     return float(value)
+
+
+def check_fraction(name, value):
+    """A number in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"`{name}` expected a float in (0, 1]. Received: {name}={value!r}"
+        )
+    if not 0 < value <= 1:
+        raise ValueError(
+            f"`{name}` expected a float in (0, 1]. Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def check_choice(name, value, choices):
+    """One of the strings `choices`."""
+    if value not in choices:
+        raise ValueError(
+            f"`{name}` expected one of {', '.join(map(repr, choices))}. "
+            f"Received: {name}={value!r}"
+        )
+    return value
 
 
 def check_bool(name, value):

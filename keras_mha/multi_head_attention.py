@@ -6,6 +6,7 @@ from keras import ops
 from keras_mha._base_attention import BaseAttention
 from keras_mha._heads import check_cacheable
 from keras_mha._heads import project_heads
+from keras_mha._utils import pack_outputs
 from keras_mha._validation import check_float_dtype
 from keras_mha._validation import check_mask_shape
 from keras_mha._validation import check_matching_dim
@@ -173,8 +174,7 @@ class MultiHeadAttention(BaseAttention):
         self.value_dense = self._projection(
             "value", value_shape, self._value_dim, self._kv_heads
         )
-        self._build_gate(query_shape)
-        self._build_output_projection(query_shape)
+        self._build_shared(query_shape)
 
     def _check_call_inputs(self, query, value, key, value_mask):
         """Dtypes, widths and matching sizes, before any backend op runs.
@@ -230,7 +230,7 @@ class MultiHeadAttention(BaseAttention):
         else:
             k = project_heads(self.key_dense, key)  # (b, n_kv, s, hk)
             v = project_heads(self.value_dense, value)  # (b, n_kv, s, hv)
-        return self._attend(
+        outputs, scores, cache = self._attend(
             q,
             k,
             v,
@@ -243,6 +243,7 @@ class MultiHeadAttention(BaseAttention):
             cache_update_index=cache_update_index,
             gate=self._gate(query),
         )
+        return pack_outputs(outputs, scores, cache)
 
     def compute_cache(self, value, key=None):
         """The key/value cache of a fixed `value` sequence.
@@ -265,7 +266,7 @@ class MultiHeadAttention(BaseAttention):
         value = ops.cast(value, self.compute_dtype)
         key = value if key is None else ops.cast(key, self.compute_dtype)
         k = project_heads(self.key_dense, key)  # (b, n_kv, s, h)
-        k = self._rotate(k, 0)  # Rotary positions 0 ... s - 1.
+        k = self._position(k, 0, "key")  # Rotary positions 0 ... s - 1.
         v = project_heads(self.value_dense, value)
         return ops.stack([k, v], axis=1)
 

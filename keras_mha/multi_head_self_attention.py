@@ -6,6 +6,7 @@ from keras.src.backend import get_keras_mask
 
 from keras_mha._base_attention import BaseAttention
 from keras_mha._heads import project_fused_qkv
+from keras_mha._utils import pack_outputs
 from keras_mha._validation import check_float_dtype
 from keras_mha._validation import check_mask_shape
 from keras_mha._validation import check_sequence_shape
@@ -96,6 +97,8 @@ class MultiHeadSelfAttention(BaseAttention):
         - [Vaswani et al., 2017](https://arxiv.org/abs/1706.03762)
     """
 
+    _cache_needs_index = True
+
     def build(self, input_shape):
         self._resolve_dims(check_sequence_shape("inputs", input_shape))
         # One matmul for q, k and v of every head: (b, t, n_kv, g * hk +
@@ -107,8 +110,7 @@ class MultiHeadSelfAttention(BaseAttention):
             (group + 1) * self._key_dim + self._value_dim,
             self._kv_heads,
         )
-        self._build_gate(input_shape)
-        self._build_output_projection(input_shape)
+        self._build_shared(input_shape)
 
     def call(
         self,
@@ -125,11 +127,6 @@ class MultiHeadSelfAttention(BaseAttention):
         if mask is None:
             mask = get_keras_mask(inputs)
         check_mask_shape("mask", mask, tuple(inputs.shape[:2]))
-        if cache is not None and cache_update_index is None:
-            raise ValueError(
-                "Self-attention with a `cache` needs the position of "
-                "`inputs` in it. Received: cache_update_index=None"
-            )
         # (b, n, t, hk), (b, n, t, hk), (b, n, t, hv)
         q, k, v = project_fused_qkv(
             self.qkv_dense,
@@ -141,7 +138,7 @@ class MultiHeadSelfAttention(BaseAttention):
         # Cached keys come from earlier calls: the padding mask of this
         # call's inputs only masks them as queries.
         key_mask = mask if cache is None else None
-        return self._attend(
+        outputs, scores, cache = self._attend(
             q,
             k,
             v,
@@ -154,6 +151,7 @@ class MultiHeadSelfAttention(BaseAttention):
             cache_update_index=cache_update_index,
             gate=self._gate(inputs),
         )
+        return pack_outputs(outputs, scores, cache)
 
     def _lora_projections(self, targets):
         """The fused kernel with a mask of its targeted columns, and the

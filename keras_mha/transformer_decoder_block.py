@@ -4,11 +4,9 @@ to the encoder output, and feed-forward."""
 import keras
 from keras.src.backend import get_keras_mask
 
-from keras_mha._heads import check_cache
-from keras_mha._heads import check_cache_update_index
 from keras_mha._transformer_block import TransformerBlock
-from keras_mha._transformer_block import call_attention
 from keras_mha._utils import pack_outputs
+from keras_mha._utils import unpack_outputs
 from keras_mha._validation import check_attention_mask
 from keras_mha._validation import check_float_dtype
 from keras_mha._validation import check_mask_shape
@@ -129,7 +127,7 @@ class TransformerDecoderBlock(TransformerBlock):
     _causal = True
 
     def build(self, decoder_sequence_shape, encoder_sequence_shape=None):
-        width = self._build_self_attention_and_ffn(decoder_sequence_shape)
+        self._build_self_attention_and_ffn(decoder_sequence_shape)
         self._has_cross_attention = encoder_sequence_shape is not None
         if not self._has_cross_attention:
             return
@@ -137,13 +135,15 @@ class TransformerDecoderBlock(TransformerBlock):
             "encoder_sequence", encoder_sequence_shape
         )
         self.cross_attention = MultiHeadAttention(
-            name="cross_attention", **self._attention_kwargs(width)
+            name="cross_attention", **self._cross_attention_kwargs()
         )
         self.cross_attention.build(
             decoder_sequence_shape, encoder_sequence_shape
         )
-        self.cross_attention_norm, self.cross_attention_dropout = (
-            self._norm_and_dropout("cross_attention", decoder_sequence_shape)
+        self._build_norms(
+            "cross_attention",
+            decoder_sequence_shape,
+            self.use_post_attention_norm,
         )
 
     def call(
@@ -159,54 +159,57 @@ class TransformerDecoderBlock(TransformerBlock):
         training=None,
         return_attention_scores=False,
     ):
-        decoder_padding_mask = self._check_inputs(
+        decoder_padding_mask, encoder_padding_mask = self._check_inputs(
             decoder_sequence,
             encoder_sequence,
             decoder_padding_mask,
+            encoder_padding_mask,
             decoder_attention_mask,
             self_attention_cache,
             self_attention_cache_update_index,
             cross_attention_cache,
         )
-        x, (self_scores, self_attention_cache) = self._residual(
-            decoder_sequence,
-            self.self_attention_norm,
-            self.self_attention_dropout,
-            lambda y: _call_attention(
-                self.self_attention,
-                return_attention_scores,
-                y,
-                mask=decoder_padding_mask,
-                attention_mask=decoder_attention_mask,
-                training=training,
-                cache=self_attention_cache,
-                cache_update_index=self_attention_cache_update_index,
-            ),
-            training,
-        )
-        scores, caches = (self_scores,), (self_attention_cache,)
+        cached = self_attention_cache is not None
+        sublayers = [
+            (
+                "self_attention",
+                lambda y: self._self_attend(
+                    y,
+                    decoder_padding_mask,
+                    decoder_attention_mask,
+                    training,
+                    return_attention_scores,
+                    (self_attention_cache, self_attention_cache_update_index),
+                ),
+            )
+        ]
         if self._has_cross_attention:
-            if cross_attention_cache is None and caches[0] is not None:
+            if cross_attention_cache is None and cached:
                 # Returned with the self-attention cache, for the next step.
                 cross_attention_cache = self.compute_cross_attention_cache(
                     encoder_sequence
                 )
-            x, (cross_scores, cross_attention_cache) = self._cross_attention(
-                x,
-                encoder_sequence,
-                decoder_padding_mask,
-                encoder_padding_mask,
-                cross_attention_cache,
-                training,
-                return_attention_scores,
+            sublayers.append(
+                (
+                    "cross_attention",
+                    lambda y: self._cross_attend(
+                        y,
+                        encoder_sequence,
+                        decoder_padding_mask,
+                        encoder_padding_mask,
+                        cross_attention_cache,
+                        training,
+                        return_attention_scores,
+                    ),
+                )
             )
-            scores += (cross_scores,)
-            caches += (cross_attention_cache,)
-        x, _ = self._ffn_sublayer(x, training)
+        sublayers.append(("ffn", self._ffn_sublayer))
+        x, extras = self._residuals(decoder_sequence, sublayers, training)
+        scores, caches = zip(*extras[:-1])  # Of each attention sub-layer.
         return pack_outputs(
             x,
-            scores if return_attention_scores else (),
-            () if self_attention_cache is None else caches,
+            scores if return_attention_scores else None,
+            caches if cached else None,
         )
 
     def _check_inputs(
@@ -214,12 +217,17 @@ class TransformerDecoderBlock(TransformerBlock):
         decoder_sequence,
         encoder_sequence,
         decoder_padding_mask,
+        encoder_padding_mask,
         decoder_attention_mask,
         self_cache,
         self_cache_index,
         cross_cache,
     ):
-        """Checks the inputs; returns the decoder padding mask to use."""
+        """Checks the inputs; returns the decoder and encoder padding masks.
+
+        The caches are checked by the attention layers' own check, under
+        this block's argument names.
+        """
         check_float_dtype("decoder_sequence", decoder_sequence)
         check_sequence_shape(
             "decoder_sequence", decoder_sequence.shape, self._width
@@ -237,9 +245,22 @@ class TransformerDecoderBlock(TransformerBlock):
         batch, length = decoder_sequence.shape[:2]
         if encoder_sequence is not None:
             self._check_encoder_sequence(encoder_sequence, batch)
-        self._check_caches(
-            self_cache, self_cache_index, cross_cache, batch, length
+        self.self_attention._check_cache_arguments(
+            self_cache,
+            self_cache_index,
+            batch,
+            length,
+            cache_name="self_attention_cache",
+            index_name="self_attention_cache_update_index",
         )
+        if cross_cache is not None:
+            self.cross_attention._check_cache_arguments(
+                cross_cache,
+                None,
+                batch,
+                None,
+                cache_name="cross_attention_cache",
+            )
         if decoder_padding_mask is None:
             decoder_padding_mask = get_keras_mask(decoder_sequence)
         check_mask_shape(
@@ -255,7 +276,20 @@ class TransformerDecoderBlock(TransformerBlock):
             length,
             keys,
         )
-        return decoder_padding_mask
+        if self._has_cross_attention:
+            if encoder_padding_mask is None and encoder_sequence is not None:
+                encoder_padding_mask = get_keras_mask(encoder_sequence)
+            source_length = (
+                encoder_sequence.shape[1]
+                if cross_cache is None
+                else cross_cache.shape[3]
+            )
+            check_mask_shape(
+                "encoder_padding_mask",
+                encoder_padding_mask,
+                (batch, source_length),
+            )
+        return decoder_padding_mask, encoder_padding_mask
 
     def _check_encoder_sequence(self, encoder_sequence, batch=None):
         check_float_dtype("encoder_sequence", encoder_sequence)
@@ -269,48 +303,7 @@ class TransformerDecoderBlock(TransformerBlock):
             encoder_sequence=encoder_sequence.shape,
         )
 
-    def _check_caches(self, self_cache, index, cross_cache, batch, length):
-        """The caches and index, under this block's argument names."""
-        attention = self.self_attention
-        if self_cache is not None:
-            check_cache(
-                "self_attention_cache",
-                self_cache,
-                self.num_heads,
-                attention._key_dim,
-                attention._value_dim,
-                batch_size=batch,
-            )
-            if index is None:
-                raise ValueError(
-                    "A `self_attention_cache` needs the position of "
-                    "`decoder_sequence` in it. Received: "
-                    "self_attention_cache_update_index=None"
-                )
-            check_cache_update_index(
-                "self_attention_cache_update_index",
-                index,
-                length,
-                self_cache.shape[3],
-                cache_name="self_attention_cache",
-            )
-        elif index is not None:
-            raise ValueError(
-                "`self_attention_cache_update_index` needs a "
-                "`self_attention_cache`. Received: self_attention_cache=None, "
-                f"self_attention_cache_update_index={index}"
-            )
-        if cross_cache is not None:
-            check_cache(
-                "cross_attention_cache",
-                cross_cache,
-                self.num_heads,
-                attention._key_dim,
-                attention._value_dim,
-                batch_size=batch,
-            )
-
-    def _cross_attention(
+    def _cross_attend(
         self,
         x,
         encoder_sequence,
@@ -320,37 +313,25 @@ class TransformerDecoderBlock(TransformerBlock):
         training,
         return_scores,
     ):
-        """Cross-attention with Add & Norm; returns `(x, (scores, cache))`.
+        """Cross-attention; returns `(outputs, (scores, cache))`.
 
         With a `cache`, the encoder's keys and values come from it and
         `encoder_sequence` may be `None`.
         """
-        if encoder_padding_mask is None and encoder_sequence is not None:
-            encoder_padding_mask = get_keras_mask(encoder_sequence)
-        source_length = (
-            encoder_sequence.shape[1] if cache is None else cache.shape[3]
-        )
-        check_mask_shape(
-            "encoder_padding_mask",
-            encoder_padding_mask,
-            (x.shape[0], source_length),
-        )
-        return self._residual(
-            x,
-            self.cross_attention_norm,
-            self.cross_attention_dropout,
-            lambda y: _call_attention(
-                self.cross_attention,
-                return_scores,
-                y,
+        outputs, scores, cache = unpack_outputs(
+            self.cross_attention(
+                x,
                 None if cache is not None else encoder_sequence,
                 query_mask=decoder_padding_mask,
                 value_mask=encoder_padding_mask,
                 training=training,
+                return_attention_scores=return_scores,
                 cache=cache,
             ),
-            training,
+            return_scores,
+            cache is not None,
         )
+        return outputs, (scores, cache)
 
     def get_initial_cache(self, batch_size, max_length):
         """An empty self-attention cache for decoding up to `max_length`.
@@ -387,29 +368,6 @@ class TransformerDecoderBlock(TransformerBlock):
             )
         self._check_encoder_sequence(encoder_sequence)
         return self.cross_attention.compute_cache(encoder_sequence)
-
-    def _check_built(self, method):
-        if not self.built:
-            raise ValueError(
-                f"`{method}` needs a built block: call the block once first. "
-                f"Received: block {self.name} with built=False"
-            )
-
-
-def _call_attention(layer, return_scores, *args, cache=None, **kwargs):
-    """Calls an attention layer; returns `(outputs, (scores, cache))`.
-
-    `scores` is `None` unless `return_scores`, and `cache` is `None`
-    unless one is passed.
-    """
-    if cache is None:
-        outputs, scores = call_attention(layer, return_scores, *args, **kwargs)
-        return outputs, (scores, None)
-    results = layer(
-        *args, cache=cache, return_attention_scores=return_scores, **kwargs
-    )
-    scores = results[1] if return_scores else None
-    return results[0], (scores, results[-1])
 
 
 def _shape(x):

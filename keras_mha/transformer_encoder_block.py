@@ -86,12 +86,22 @@ class TransformerEncoderBlock(TransformerBlock):
         if padding_mask is None:
             padding_mask = get_keras_mask(inputs)
         check_mask_shape("padding_mask", padding_mask, tuple(inputs.shape[:2]))
-        x, scores = self._self_attention_sublayer(
+        x, ((scores, _), _) = self._residuals(
             inputs,
-            padding_mask,
-            attention_mask,
+            [
+                (
+                    "self_attention",
+                    lambda y: self._self_attend(
+                        y,
+                        padding_mask,
+                        attention_mask,
+                        training,
+                        return_attention_scores,
+                        (None, None),
+                    ),
+                ),
+                ("ffn", self._ffn_sublayer),
+            ],
             training,
-            return_attention_scores,
         )
-        x, _ = self._ffn_sublayer(x, training)
-        return pack_outputs(x, (scores,) if return_attention_scores else ())
+        return pack_outputs(x, scores)

@@ -2,6 +2,7 @@
 
 import keras
 
+import keras_mha
 from keras_mha import seq2seq
 
 
@@ -56,7 +57,7 @@ def untrained_seq2seq(seed=2, target_vocabulary_size=24):
 
 def untrained_language_model(seed=3, vocabulary_size=30):
     keras.utils.set_random_seed(seed)
-    return seq2seq.TransformerCausalLM(
+    return keras_mha.TransformerCausalLM(
         vocabulary_size,
         hidden_dim=16,
         num_heads=2,

@@ -168,3 +168,140 @@ def test_bad_targets_name_the_argument():
         layer.enable_lora(RANK, targets=("query_dense",))
     with pytest.raises(ValueError, match="rank"):
         layer.enable_lora(0)
+
+
+def _layer(kind, **kwargs):
+    """A built layer or block of each kind, in a model."""
+    keras.utils.set_random_seed(0)
+    x, e = keras.Input((T, D)), keras.Input((S, D))
+    if kind == "self_attention":
+        layer = keras_mha.MultiHeadSelfAttention(HEADS, name="layer", **kwargs)
+        layer(x)
+    elif kind == "cross_attention":
+        layer = keras_mha.MultiHeadAttention(HEADS, name="layer", **kwargs)
+        layer(x, e)
+    elif kind == "encoder_block":
+        layer = keras_mha.TransformerEncoderBlock(
+            HEADS, intermediate_dim=FFN, name="layer"
+        )
+        layer(x)
+    else:
+        layer = keras_mha.TransformerDecoderBlock(
+            HEADS, intermediate_dim=FFN, name="layer"
+        )
+        layer(x, e)
+    return layer
+
+
+def _state(layer):
+    """Everything `enable_lora` may change: flags, weights, constraints."""
+    layers = [layer, *layer._flatten_layers(include_self=False)]
+    return {
+        "layers": [(sub.name, sub.trainable) for sub in layers],
+        "trainable": sorted(w.path for w in layer.trainable_weights),
+        "weights": {
+            w.path: (w.trainable, _np(w), repr(w.constraint))
+            for w in layer.weights
+        },
+        "lora": [getattr(sub, "lora_enabled", False) for sub in layers],
+    }
+
+
+def _assert_same_state(before, after):
+    assert after["layers"] == before["layers"]
+    assert after["trainable"] == before["trainable"]
+    assert after["lora"] == before["lora"]
+    assert after["weights"].keys() == before["weights"].keys()
+    for path, (trainable, value, constraint) in before["weights"].items():
+        assert after["weights"][path][0] == trainable, path
+        np.testing.assert_array_equal(after["weights"][path][1], value, path)
+        assert after["weights"][path][2] == constraint, path
+
+
+KINDS = ["self_attention", "cross_attention", "encoder_block", "decoder_block"]
+REFUSED = [
+    ("again", dict(rank=RANK), ValueError, "already enabled"),
+    (
+        "bogus_target",
+        dict(rank=RANK, targets=("bogus",)),
+        ValueError,
+        "targets",
+    ),
+    ("no_targets", dict(rank=RANK, targets=()), ValueError, "targets"),
+    ("short_name", dict(rank=RANK, targets=("q",)), ValueError, "targets"),
+    ("number_targets", dict(rank=RANK, targets=3), TypeError, "targets"),
+    ("rank_0", dict(rank=0), ValueError, "rank"),
+    ("rank_1.5", dict(rank=1.5), TypeError, "rank"),
+    ("alpha_-1", dict(rank=RANK, lora_alpha=-1.0), ValueError, "lora_alpha"),
+]
+
+
+@pytest.mark.parametrize(
+    "case, kwargs, error, match", REFUSED, ids=[c[0] for c in REFUSED]
+)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_refused_enable_lora_changes_nothing(
+    kind, case, kwargs, error, match
+):
+    layer = _layer(kind)
+    if case == "again":
+        layer.enable_lora(RANK)
+    before = _state(layer)
+    with pytest.raises(error, match=match):
+        layer.enable_lora(**kwargs)
+    _assert_same_state(before, _state(layer))
+
+
+@pytest.mark.parametrize("kind", ["self_attention", "cross_attention"])
+def test_lora_on_a_constrained_kernel_is_refused_and_changes_nothing(kind):
+    layer = _layer(kind, kernel_constraint="non_neg")
+    before = _state(layer)
+    with pytest.raises(ValueError, match="kernel_constraint"):
+        layer.enable_lora(RANK)
+    _assert_same_state(before, _state(layer))
+    assert len(layer.trainable_weights) == len(layer.weights)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_second_enable_lora_adds_targets_and_all_keep_training(kind):
+    layer = _layer(kind)
+    layer.enable_lora(RANK)
+    first = sorted(w.path for w in layer.trainable_weights)
+    layer.enable_lora(RANK, targets=("output",))
+    paths = sorted(w.path for w in layer.trainable_weights)
+    added = sorted(set(paths) - set(first))
+    assert set(first) <= set(paths)
+    assert added and all("attention_output/lora_kernel" in p for p in added)
+    assert all("lora_kernel" in p for p in paths)
+    # Each attention layer: its first update and its output update.
+    attentions = 1 + kind.startswith("decoder")
+    assert len(added) == 2 * attentions
+    # Every enabled update moves in training; nothing else does.
+    inputs = list(_data())
+    if kind in ("self_attention", "encoder_block"):
+        inputs = inputs[0]
+    model = _model_of(layer, kind)
+    frozen = {w.path: _np(w) for w in layer.weights if "lora" not in w.path}
+    lora = {w.path: _np(w) for w in layer.weights if "lora_kernel_b" in w.path}
+    _fit(model, inputs)
+    for w in layer.weights:
+        if "lora" not in w.path:
+            np.testing.assert_array_equal(_np(w), frozen[w.path], w.path)
+        elif w.path in lora:
+            assert not np.array_equal(_np(w), lora[w.path]), w.path
+
+
+def _model_of(layer, kind):
+    x, e = keras.Input((T, D)), keras.Input((S, D))
+    if kind in ("self_attention", "encoder_block"):
+        return keras.Model(x, layer(x))
+    return keras.Model([x, e], layer(x, e))
+
+
+def test_fused_targets_added_later_are_refused_naming_the_kernel():
+    layer = _layer("self_attention")
+    layer.enable_lora(RANK, targets=("query",))
+    before = _state(layer)
+    with pytest.raises(ValueError, match="`qkv` of layer `layer`"):
+        layer.enable_lora(RANK, targets=("key",))
+    _assert_same_state(before, _state(layer))

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_mha.export import export_translator
+from keras_mha.seq2seq.export import export_translator
 from tests.seq2seq_helpers import small_translator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 import keras_mha
+from keras_mha import generate
 from keras_mha.hub import weights as hub_weights
-from keras_mha.seq2seq import generate
 from tests import reference
 from tests.layer_test_case import assert_clear_error
 from tests.layer_test_case import to_numpy

@@ -242,10 +242,86 @@ def test_damaged_saved_model_gives_a_clear_error(tmp_path):
     with open(shard, "wb") as f:
         f.write(data[: len(data) // 3])
     with pytest.raises(ValueError, match="not a readable SavedModel") as info:
-        keras_mha.saving.load_saved_model(export_dir + "2")
+        keras_mha.seq2seq.serving.load_saved_model(export_dir + "2")
     assert export_dir + "2" in str(info.value)
     with pytest.raises(FileNotFoundError, match="saved_model.pb"):
-        keras_mha.saving.load_saved_model(tmp_path)
+        keras_mha.seq2seq.serving.load_saved_model(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def translator_dir(tmp_path_factory):
+    """A directory written by `Translator.save` (an untrained translator)."""
+    from tests.seq2seq_helpers import small_translator
+
+    directory = str(tmp_path_factory.mktemp("translator"))
+    small_translator(epochs=0, num_pairs=200)[0].save(directory)
+    return directory
+
+
+def _contents(directory):
+    return {
+        name: open(os.path.join(directory, name), "rb").read()
+        for name in sorted(os.listdir(directory))
+    }
+
+
+TRANSLATOR_DAMAGE = {
+    "keras_random": ("translator.keras", lambda d: os.urandom(2000)),
+    "keras_half": ("translator.keras", lambda d: d[: len(d) // 2]),
+    "spm_random": ("source.spm", lambda d: os.urandom(2000)),
+    "spm_half": ("source.spm", lambda d: d[: len(d) // 2]),
+    "spm_empty": ("target.spm", lambda d: b""),
+    "json_garbage": ("translator.json", lambda d: b"\x00{max_length"),
+    "json_other": ("translator.json", lambda d: b'{"max_length": 8}'),
+}
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TF Text tokenizers")
+@pytest.mark.parametrize("damage", TRANSLATOR_DAMAGE)
+def test_damaged_translator_file_is_named_and_nothing_is_written(
+    translator_dir, tmp_path, damage
+):
+    import shutil
+
+    from keras_mha.seq2seq import Translator
+
+    directory = str(tmp_path / "translator")
+    shutil.copytree(translator_dir, directory)
+    name, damaged = TRANSLATOR_DAMAGE[damage]
+    path = os.path.join(directory, name)
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(damaged(data))
+    before = _contents(directory)
+    with pytest.raises(ValueError) as info:
+        Translator.load(directory)
+    message = str(info.value)
+    assert path in message
+    # The words outside the path (whose test name says "damaged").
+    words = message.replace(path, "")
+    assert "damaged" in words or "truncated or corrupt" in words
+    assert _contents(directory) == before
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TF Text tokenizers")
+def test_missing_translator_directory_or_file_is_named(
+    translator_dir, tmp_path
+):
+    import shutil
+
+    from keras_mha.seq2seq import Translator
+
+    missing = str(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match=f"directory={missing!r}"):
+        Translator.load(missing)
+    assert not os.path.exists(missing)
+    for name in ("translator.keras", "source.spm", "translator.json"):
+        directory = str(tmp_path / name.replace(".", "_"))
+        shutil.copytree(translator_dir, directory)
+        os.remove(os.path.join(directory, name))
+        with pytest.raises(FileNotFoundError, match=name):
+            Translator.load(directory)
 
 
 def _weights(path):

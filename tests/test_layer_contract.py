@@ -542,8 +542,8 @@ def test_submodules_are_reachable_from_the_package():
     code = (
         "import keras_mha\n"
         "print(keras_mha.saving.save_model.__name__,"
-        " keras_mha.export.export_translator.__name__,"
-        " keras_mha.seq2seq.generate.__name__,"
+        " keras_mha.seq2seq.export.export_translator.__name__,"
+        " keras_mha.generate.__name__,"
         " keras_mha.visualize.plot_attention_scores.__name__)\n"
     )
     result = subprocess.run(

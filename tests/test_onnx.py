@@ -121,7 +121,7 @@ def test_string_to_string_export_is_blocked_by_string_ops(translator, tmp_path):
     """The exported SavedModel, converted as a user would, on the command
     line: tf2onnx reports the ops it cannot convert and onnxruntime refuses
     the model it writes."""
-    from keras_mha.export import export_translator
+    from keras_mha.seq2seq.export import export_translator
 
     translator.max_length = MAX_LENGTH
     path = export_translator(tmp_path / "translator", translator)
@@ -166,8 +166,8 @@ def test_decode_loop_is_blocked_by_keras_backend_ops(translator):
     that tf2onnx cannot convert."""
     import tensorflow as tf
 
+    from keras_mha.generation import greedy_sampler
     from keras_mha.seq2seq.decoding import decode_function
-    from keras_mha.seq2seq.decoding import greedy_sampler
 
     session, unsupported, error = convert(
         decode_function(

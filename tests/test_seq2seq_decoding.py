@@ -7,6 +7,7 @@ import keras_hub
 import numpy as np
 import pytest
 
+import keras_mha
 from keras_mha import seq2seq
 from tests.seq2seq_helpers import untrained_language_model
 from tests.seq2seq_helpers import untrained_seq2seq
@@ -65,7 +66,7 @@ def test_decode_with_the_cache_equals_recomputing(translator_model, beams):
 def test_generate_with_the_cache_equals_recomputing(language_model, beams):
     results = [
         numpy(
-            seq2seq.generate(
+            keras_mha.generate(
                 language_model,
                 PROMPTS,
                 12,
@@ -87,9 +88,9 @@ def test_generate_with_the_cache_equals_recomputing(language_model, beams):
 
 
 def test_generate_stops_each_row_at_the_end_token(language_model):
-    first = numpy(seq2seq.generate(language_model, PROMPTS, 12))
+    first = numpy(keras_mha.generate(language_model, PROMPTS, 12))
     end_id = int(first[0, 1])  # the token the first row emits first
-    ids = numpy(seq2seq.generate(language_model, PROMPTS, 12, end_id=end_id))
+    ids = numpy(keras_mha.generate(language_model, PROMPTS, 12, end_id=end_id))
     assert ids[0, 1] == end_id and np.all(ids[0, 2:] == 0)
     for row in ids:
         ends = np.flatnonzero(row == end_id)
@@ -98,7 +99,7 @@ def test_generate_stops_each_row_at_the_end_token(language_model):
 
 
 def test_numpy_integers_are_accepted(language_model, translator_model):
-    ids = numpy(seq2seq.generate(language_model, [[5, 6]], np.int64(6)))
+    ids = numpy(keras_mha.generate(language_model, [[5, 6]], np.int64(6)))
     assert ids.shape == (1, 6)
     ids = numpy(
         seq2seq.decode(
@@ -130,7 +131,7 @@ def test_generate_rejects_bad_input(
     language_model, prompt, max_length, kwargs, message
 ):
     with pytest.raises(ValueError, match=message):
-        seq2seq.generate(language_model, prompt, max_length, **kwargs)
+        keras_mha.generate(language_model, prompt, max_length, **kwargs)
 
 
 BAD_SOURCES = [
@@ -152,6 +153,132 @@ def test_decode_rejects_bad_input(
         seq2seq.decode(translator_model, source, max_length, 2, 3)
 
 
+# The language model embeds 30 ids, the translator 30 source and 24 target.
+BAD_IDS = [
+    (
+        "generate_id_30",
+        "generate",
+        [[5, 30]],
+        {},
+        ValueError,
+        r"\[0, 30\).*prompt_ids\[0, 1\]=30 \(1 ids outside\)",
+    ),
+    (
+        "generate_id_-1",
+        "generate",
+        [[5, 6], [-1, 7]],
+        {},
+        ValueError,
+        r"prompt_ids\[1, 0\]=-1",
+    ),
+    (
+        "generate_huge_id",
+        "generate",
+        [[2**40]],
+        {},
+        ValueError,
+        r"prompt_ids\[0, 0\]=1099511627776",
+    ),
+    (
+        "generate_floats",
+        "generate",
+        [[3.7, 4.2]],
+        {},
+        TypeError,
+        r"integer token ids.*prompt_ids.dtype=float64",
+    ),
+    (
+        "generate_float32",
+        "generate",
+        np.ones((1, 2), "float32"),
+        {},
+        TypeError,
+        r"prompt_ids.dtype=float32",
+    ),
+    (
+        "generate_bools",
+        "generate",
+        [[True, True]],
+        {},
+        TypeError,
+        r"prompt_ids.dtype=bool",
+    ),
+    (
+        "generate_end_id_30",
+        "generate",
+        [[5]],
+        {"end_id": 30},
+        ValueError,
+        r"end_id=30",
+    ),
+    (
+        "generate_end_id_float",
+        "generate",
+        [[5]],
+        {"end_id": 3.5},
+        TypeError,
+        r"end_id=3.5",
+    ),
+    (
+        "decode_id_30",
+        "decode",
+        [[5, 30]],
+        {},
+        ValueError,
+        r"\[0, 30\).*source_ids\[0, 1\]=30",
+    ),
+    (
+        "decode_floats",
+        "decode",
+        [[3.7, 4.2]],
+        {},
+        TypeError,
+        r"source_ids.dtype=float64",
+    ),
+    (
+        "decode_start_id_24",
+        "decode",
+        [[5]],
+        {"start_id": 24},
+        ValueError,
+        r"\[0, 24\).*start_id=24",
+    ),
+    (
+        "decode_end_id_float",
+        "decode",
+        [[5]],
+        {"end_id": 3.0},
+        TypeError,
+        r"end_id=3.0",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "function, ids, kwargs, error, message",
+    [case[1:] for case in BAD_IDS],
+    ids=[case[0] for case in BAD_IDS],
+)
+def test_ids_outside_the_vocabulary_or_not_integers_are_refused(
+    language_model, translator_model, function, ids, kwargs, error, message
+):
+    with pytest.raises(error, match=message):
+        if function == "generate":
+            keras_mha.generate(language_model, ids, 6, **kwargs)
+        else:
+            ids_kwargs = {"start_id": 2, "end_id": 3, **kwargs}
+            seq2seq.decode(translator_model, ids, 6, **ids_kwargs)
+
+
+def test_the_last_ids_of_the_vocabulary_are_accepted(
+    language_model, translator_model
+):
+    ids = numpy(keras_mha.generate(language_model, [[29, 1]], 4, end_id=29))
+    np.testing.assert_array_equal(ids[0, :2], [29, 1])
+    ids = numpy(seq2seq.decode(translator_model, [[29]], 4, 2, 23))
+    assert ids.shape == (1, 4) and ids[0, 0] == 2
+
+
 @pytest.mark.parametrize("cls", ["seq2seq", "causal_lm"])
 def test_models_save_and_load_with_their_cache(
     cls, translator_model, language_model, tmp_path
@@ -165,7 +292,7 @@ def test_models_save_and_load_with_their_cache(
     if cls == "seq2seq":
         run = lambda m: seq2seq.decode(m, SOURCES, MAX_LENGTH, 2, 3)
     else:
-        run = lambda m: seq2seq.generate(m, PROMPTS, MAX_LENGTH)
+        run = lambda m: keras_mha.generate(m, PROMPTS, MAX_LENGTH)
     np.testing.assert_array_equal(numpy(run(reloaded)), numpy(run(model)))
 
 
@@ -173,4 +300,4 @@ def test_model_rejects_a_bad_size():
     with pytest.raises(ValueError, match="num_layers=-1"):
         seq2seq.TransformerSeq2Seq(10, 10, num_layers=-1)
     with pytest.raises(ValueError, match="hidden_dim=16.5"):
-        seq2seq.TransformerCausalLM(10, hidden_dim=16.5)
+        keras_mha.TransformerCausalLM(10, hidden_dim=16.5)

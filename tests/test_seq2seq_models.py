@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_mha
 from keras_mha import seq2seq
 from tests.layer_test_case import to_numpy
 
@@ -21,7 +22,7 @@ def build(cls, scale_embeddings, seed=4):
         return seq2seq.TransformerSeq2Seq(
             11, 13, scale_embeddings=scale_embeddings, dropout=0.0, **SIZES
         )
-    return seq2seq.TransformerCausalLM(
+    return keras_mha.TransformerCausalLM(
         13, scale_embeddings=scale_embeddings, dropout=0.0, **SIZES
     )
 

@@ -51,7 +51,7 @@ def serve(tmp_path_factory):
     """The `serving_default` signature of a small translator's export."""
     import tensorflow as tf
 
-    from keras_mha.export import export_translator
+    from keras_mha.seq2seq.export import export_translator
 
     # Enough epochs that translations differ by input (74 distinct texts
     # on 30 requests' sentences at 6 epochs, 6 at 4).

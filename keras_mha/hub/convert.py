@@ -18,7 +18,7 @@ def from_keras_hub(model):
     layers are clones of keras_hub's. Every head's attention map, LoRA on
     each projection, `quantize`, `.keras` files and `get_layout_map` then
     work on it as on any model of the package. A causal LM also decodes
-    with a key/value cache through `keras_mha.seq2seq.generate`. The
+    with a key/value cache through `keras_mha.generate`. The
     families and what each uses are in `keras_mha.hub.families`.
 
     Args:

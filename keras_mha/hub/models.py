@@ -6,8 +6,8 @@ layers (cloned), keras_mha's `TransformerEncoderBlock`s or
 `TransformerDecoderBlock`s configured by the family's table
 (`keras_mha.hub.families`) and a final norm. `HubCausalLM` adds the
 logits of the tied (or untied) token embedding and declares its cache,
-as `keras_mha.seq2seq.TransformerCausalLM` does, so that
-`keras_mha.seq2seq.generate` decodes it. Both are built from their
+as `keras_mha.TransformerCausalLM` does, so that
+`keras_mha.generate` decodes it. Both are built from their
 config alone; `from_keras_hub` copies the weights in.
 """
 
@@ -16,9 +16,9 @@ import math
 import keras
 from keras import ops
 
+from keras_mha._decoder_stack import call_blocks_with_cache
 from keras_mha._quantization import dtype_config
 from keras_mha.hub.families import FAMILIES
-from keras_mha.seq2seq.models import call_blocks_with_cache
 from keras_mha.transformer_decoder_block import TransformerDecoderBlock
 from keras_mha.transformer_encoder_block import TransformerEncoderBlock
 
@@ -192,7 +192,7 @@ class HubCausalLM(_LayersBeforeInit, keras.Model):
     (tied or untied, as in the keras_hub model), with the family's final
     soft cap: `{"token_ids", "padding_mask"} -> (b, t, v)` logits. It
     declares its cache with `build_cache` and `call_with_cache`, so that
-    `keras_mha.seq2seq.generate` continues prompts with it.
+    `keras_mha.generate` continues prompts with it.
 
     Args:
         backbone: a `HubBackbone` of a decoder family.
@@ -213,6 +213,8 @@ class HubCausalLM(_LayersBeforeInit, keras.Model):
         outputs = self.logits(backbone(inputs))
         kwargs.setdefault("name", "causal_lm")
         super().__init__(inputs, outputs, **kwargs)
+        # `generate` checks that prompt ids lie below it.
+        self.vocabulary_size = backbone.backbone_config["vocabulary_size"]
 
     def logits(self, x):
         """`(b, t, d)` sequence output -> `(b, t, v)` logits."""

@@ -1,5 +1,6 @@
-"""Sequence-to-sequence Transformers: models, cached decoding, lossless
-subword tokenizers, a string-to-string translator and its data.
+"""Translation: an encoder-decoder Transformer, cached decoding, lossless
+subword tokenizers, a string-to-string translator, its data, its
+SavedModel export and serving.
 
     from keras_mha import seq2seq
     pairs = seq2seq.data.number_pairs(4000)
@@ -9,12 +10,12 @@ subword tokenizers, a string-to-string translator and its data.
 """
 
 from keras_mha.seq2seq import data
+from keras_mha.seq2seq import export  # noqa: F401  (seq2seq.export.export_translator)
+from keras_mha.seq2seq import serving  # noqa: F401  (seq2seq.serving.load_saved_model)
 from keras_mha.seq2seq.decoding import decode
-from keras_mha.seq2seq.decoding import generate
+from keras_mha.seq2seq.export import export_translator
 from keras_mha.seq2seq.losses import SmoothedSparseCrossentropy
-from keras_mha.seq2seq.models import TransformerCausalLM
 from keras_mha.seq2seq.models import TransformerSeq2Seq
-from keras_mha.seq2seq.models import call_blocks_with_cache
 from keras_mha.seq2seq.tokenizers import train_tokenizer
 from keras_mha.seq2seq.training import build_translator
 from keras_mha.seq2seq.training import evaluate
@@ -24,14 +25,12 @@ from keras_mha.seq2seq.translator import Translator
 __all__ = [
     "SmoothedSparseCrossentropy",
     "Translator",
-    "TransformerCausalLM",
     "TransformerSeq2Seq",
-    "call_blocks_with_cache",
     "build_translator",
     "data",
     "evaluate",
+    "export_translator",
     "fit_translator",
     "decode",
-    "generate",
     "train_tokenizer",
 ]

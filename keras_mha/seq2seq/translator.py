@@ -2,8 +2,8 @@
 
 `Translator` holds the model and the source and target tokenizers of
 `keras_mha.seq2seq.tokenizers`. `translate` maps strings to strings with
-the very function that `keras_mha.export.export_translator` writes into a
-SavedModel (`strings_to_strings`), so Python and served translations are
+the very function that `keras_mha.seq2seq.export_translator` writes into
+a SavedModel (`strings_to_strings`), so Python and served translations are
 the same bytes. `dataset` turns pairs into teacher-forcing batches for
 `model.fit`, bucketed by length so a batch pads only to its own longest
 sentence. `save` and `load` keep the model and the tokenizers together.
@@ -16,9 +16,13 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_mha.seq2seq.decoding import compiled
+from keras_mha import saving
+from keras_mha._validation import check_bool
+from keras_mha._validation import check_positive_int
+from keras_mha._validation import check_strings
+from keras_mha.generation import compiled
+from keras_mha.generation import greedy_sampler
 from keras_mha.seq2seq.decoding import decode_function
-from keras_mha.seq2seq.decoding import greedy_sampler
 from keras_mha.seq2seq.tokenizers import END_ID
 from keras_mha.seq2seq.tokenizers import START_ID
 
@@ -128,10 +132,26 @@ class Translator:
         tokenizers run in TensorFlow and the decoding loop is compiled for
         the backend. `compile=False` runs the decoding loop eagerly, op by
         op (for debugging; much slower).
+
+        Args:
+            sentences: list, tuple or 1-D NumPy array of `str`. A bare
+                string is a `TypeError` (pass `[text]` for one), and so is
+                an item that is not a `str` (`None`, a number, `bytes`).
+            batch_size: positive int. Sentences decoded together.
+                Defaults to `256`.
+            sampler: the sampler of the decoding loop. Defaults to `None`,
+                greedy decoding.
+            compile: bool. Whether the decoding loop is compiled. Defaults
+                to `True`.
+
+        Returns:
+            A list of `str`, one translation per sentence.
         """
         import tensorflow as tf
 
-        sentences = [str(sentence) for sentence in sentences]
+        sentences = check_strings("sentences", sentences)
+        check_positive_int("batch_size", batch_size)
+        check_bool("compile", compile)
         translations = []
         for i in range(0, len(sentences), batch_size):
             batch = tf.constant(sentences[i : i + batch_size], tf.string)
@@ -325,22 +345,91 @@ class Translator:
     @classmethod
     def load(cls, directory):
         """Loads what `save` (or a checkpoint beside `save_tokenizers`)
-        wrote to `directory`."""
+        wrote to `directory`.
+
+        Each file is checked before it is used and nothing is written: the
+        lengths (`translator.json`), the tokenizers (`source.spm`,
+        `target.spm`), then the model (`translator.keras`, through
+        `keras_mha.saving.load_model`, in safe mode).
+
+        Raises:
+            FileNotFoundError: if `directory` or one of its files is
+                missing, naming it.
+            ValueError: if one of the files is damaged (truncated, corrupt
+                or not what `save` writes), naming it.
+        """
         import keras_hub
 
-        model = keras.models.load_model(
-            os.path.join(directory, "translator.keras")
-        )
-        protos = []
-        for name in ("source", "target"):
-            with open(os.path.join(directory, f"{name}.spm"), "rb") as file:
-                protos.append(file.read())
+        directory = os.fspath(directory)
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(
+                "`directory` expected an existing directory written by "
+                f"Translator.save. Received: directory={directory!r}"
+            )
+        lengths = _read_lengths(os.path.join(directory, "translator.json"))
+        protos = [
+            _read_proto(os.path.join(directory, f"{name}.spm"))
+            for name in ("source", "target")
+        ]
+        model = saving.load_model(os.path.join(directory, "translator.keras"))
         tokenizers = [
             keras_hub.tokenizers.SentencePieceTokenizer(proto=proto)
             for proto in dict.fromkeys(protos)
         ]
         if len(tokenizers) == 1:  # One joint tokenizer serves both sides.
             tokenizers *= 2
-        with open(os.path.join(directory, "translator.json")) as file:
-            lengths = json.load(file)
         return cls(model, *tokenizers, **lengths)
+
+
+def _missing(path):
+    return FileNotFoundError(
+        "Translator.load expected the file that Translator.save writes. "
+        f"Received: missing file {path!r}"
+    )
+
+
+def _damaged(path, reason):
+    return ValueError(
+        f"Translator.load cannot read {path!r}: the file is damaged "
+        f"({reason}); save the translator again."
+    )
+
+
+def _read_lengths(path):
+    """The `max_length` and `max_source_length` in `translator.json`."""
+    if not os.path.isfile(path):
+        raise _missing(path)
+    try:
+        with open(path, "rb") as file:
+            lengths = json.loads(file.read())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _damaged(path, f"not valid JSON: {error}") from error
+    keys = {"max_length", "max_source_length"}
+    if not isinstance(lengths, dict) or set(lengths) != keys:
+        raise _damaged(path, f"expected a JSON object of {sorted(keys)}")
+    return lengths
+
+
+def _read_proto(path):
+    """The bytes of a SentencePiece model file, checked to parse.
+
+    TF Text would report a damaged model only when the tokenizer first
+    runs, as an `InternalError` that names no file.
+    """
+    import sentencepiece
+
+    if not os.path.isfile(path):
+        raise _missing(path)
+    with open(path, "rb") as file:
+        proto = file.read()
+    try:
+        pieces = sentencepiece.SentencePieceProcessor(
+            model_proto=proto
+        ).get_piece_size()
+    except RuntimeError as error:
+        raise _damaged(path, "not a SentencePiece model") from error
+    if pieces <= END_ID:
+        raise _damaged(
+            path, f"a SentencePiece model of {pieces} pieces, no end token"
+        )
+    return proto
