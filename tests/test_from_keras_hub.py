@@ -9,7 +9,6 @@ host devices (in a fresh process: `python -m tests.test_from_keras_hub
 WORKDIR`).
 """
 
-import inspect
 import json
 import os
 import sys
@@ -115,18 +114,6 @@ CAUSAL_LMS = {
     "mistral": "MistralCausalLM",
     "qwen": "QwenCausalLM",
 }
-# The modern families need block options (`normalization`, ...) that the
-# blocks gain separately; until then their cases skip.
-HAS_MODERN_OPTIONS = (
-    "normalization"
-    in inspect.signature(keras_mha.TransformerDecoderBlock.__init__).parameters
-)
-NEEDS_OPTIONS = pytest.mark.skipif(
-    not HAS_MODERN_OPTIONS,
-    reason="the blocks have no `normalization`, `use_gated_feedforward`, ...",
-)
-
-
 # Qwen 3's query/key norms take epsilon 1e-5 in keras_hub, ours the
 # blocks' `layer_norm_epsilon`: the blocks have no separate option yet.
 KNOWN_GAPS = {
@@ -142,12 +129,9 @@ def _params(families):
             family,
             case,
             id=f"{family}-{case}",
-            marks=([NEEDS_OPTIONS] if family in MODERN else [])
-            + (
-                [KNOWN_GAPS[family, case]]
-                if (family, case) in KNOWN_GAPS
-                else []
-            ),
+            marks=[KNOWN_GAPS[family, case]]
+            if (family, case) in KNOWN_GAPS
+            else [],
         )
         for family, (_, cases) in families.items()
         for case in cases
@@ -305,12 +289,7 @@ def prompts(length=12, lengths=(4, 1, 6), seed=3):
 @pytest.mark.parametrize(
     "family, case",
     [
-        pytest.param(
-            family,
-            next(iter(CASES[family][1])),
-            id=family,
-            marks=[NEEDS_OPTIONS] if family in MODERN else [],
-        )
+        pytest.param(family, next(iter(CASES[family][1])), id=family)
         for family in CAUSAL_LMS
     ],
 )

@@ -10,7 +10,6 @@ the JAX run of the suite only; the translator part (a minute or more of
 `fit` on a CPU) is a slow test.
 """
 
-import inspect
 import json
 import os
 import subprocess
@@ -19,7 +18,6 @@ import sys
 import keras
 import pytest
 
-import keras_mha
 from benchmarks import gpu
 
 pytestmark = pytest.mark.skipif(
@@ -65,12 +63,6 @@ ROW_FIELDS = {
         "tokens_per_second",
     },
 }
-# The converted Llama needs block options the blocks may not have yet:
-# without them its part is "skipped" with the reason.
-HUB_READY = (
-    "normalization"
-    in inspect.signature(keras_mha.TransformerDecoderBlock.__init__).parameters
-)
 
 
 FAST_PARTS = [part for part in gpu.PARTS if part != "translator"]
@@ -105,10 +97,7 @@ def test_every_part_ran_and_wrote_its_files(smoke):
     assert results["schema"] == gpu.SCHEMA
     assert results["smoke"] is True
     assert list(results["parts"]) == FAST_PARTS
-    expected = dict.fromkeys(FAST_PARTS, "ok")
-    if not HUB_READY:
-        expected["keras_hub"] = "skipped"
-    assert summary["statuses"] == expected
+    assert summary["statuses"] == dict.fromkeys(FAST_PARTS, "ok")
     assert 0 < results["seconds"] <= results["budget_s"]
     for name in ("gpu_check.json", "gpu_check.png", "gpu_check.log"):
         assert os.path.getsize(out / name) > 0
@@ -142,8 +131,6 @@ def test_layer_tests_are_counted_per_backend(smoke, backend):
 
 @pytest.mark.parametrize("name", sorted(ROW_FIELDS))
 def test_rows_have_the_schema(smoke, name):
-    if name == "keras_hub" and not HUB_READY:
-        pytest.skip("the blocks lack the Llama family's options")
     _, results, _ = smoke
     rows = results["parts"][name]["rows"]
     assert rows
@@ -193,8 +180,6 @@ def test_generation_times_both_caches_at_both_batches(smoke):
 
 
 def test_keras_hub_part_trains_and_generates_both_models(smoke):
-    if not HUB_READY:
-        pytest.skip("the blocks lack the Llama family's options")
     _, results, _ = smoke
     rows = results["parts"]["keras_hub"]["rows"]
     assert {(r["impl"], r["mode"]) for r in rows} == {

@@ -278,9 +278,8 @@ _FAMILIES = (
         final_norm="layer_norm",
         final_norm_options=_LAYER_NORM_1E5,
     ),
-    # The families below need the blocks' options `key_dim`,
-    # `num_key_value_heads`, `use_gated_feedforward`, `normalization`,
-    # `rotary_embedding`, `sliding_window` and `use_query_key_norm`.
+    # Pre-norm RMS-norm decoders with grouped heads, rotary positions and
+    # a gated (SwiGLU) feed-forward network.
     Family(
         name="llama",
         backbone="LlamaBackbone",
