@@ -7,8 +7,8 @@ PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL := 2
 export KERAS_BACKEND ?= tensorflow
 
-.PHONY: install install-backends test test-jax test-torch test-all \
-	test-slow demo bench gpu-wheels lint clean
+.PHONY: install install-backends browser test test-jax test-torch \
+	test-all test-slow demo bench gpu-wheels lint clean
 
 $(VENV)/installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,17 +28,32 @@ $(VENV)/backends-installed: $(VENV)/installed
 
 install-backends: $(VENV)/backends-installed
 
+# Headless Chromium and its driver for the head view's browser test
+# (tests/test_visualize_browser.py), from Debian's packages where this runs
+# as root with apt-get; elsewhere that test skips and says why.
+browser:
+	@if ! command -v chromium >/dev/null || \
+		! command -v chromedriver >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq chromium chromium-driver) || \
+				echo "Could not install chromium: the browser test skips."; \
+		else \
+			echo "No chromium (needs root and apt-get): the browser test skips."; \
+		fi; \
+	fi
+
 # The default suite (minutes on a 2-core CPU) on $(KERAS_BACKEND), by
 # default TensorFlow. `-rs` lists every skipped test with its reason.
 PYTEST_DEFAULT := $(PY) -m pytest -n 2 --dist loadfile -q -rs -m "not slow"
 
-test: install
+test: install browser
 	$(PYTEST_DEFAULT)
 
-test-jax: install-backends
+test-jax: install-backends browser
 	KERAS_BACKEND=jax $(PYTEST_DEFAULT)
 
-test-torch: install-backends
+test-torch: install-backends browser
 	KERAS_BACKEND=torch $(PYTEST_DEFAULT)
 
 # The default suite on all three backends, as CI runs it.

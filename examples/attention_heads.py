@@ -1,13 +1,19 @@
-"""Draws the attention heads of a translator trained by `translate.py`.
+"""Shows the attention heads of a translator trained by `translate.py`.
 
-For each sentence: the self-attention heads of every encoder block (which
-source words look at which) and the cross-attention heads of every decoder
-block (which source words each target word looks at: the source-target
-alignment), one PNG per block, and for each head the token pairs it attends
-to most. The last line printed is a JSON summary.
+For each sentence, one forward pass of the translator over the sentence
+and its translation gives every attention layer's maps
+(`keras_mha.visualize.attention_maps`): the encoder's self-attention (which
+source words look at which), the decoder's self-attention and its
+cross-attention (which source words each target word looks at: the
+alignment). It writes an interactive head view (one HTML file that opens
+offline in a browser) and one PNG per layer, and prints a table per layer
+of how far each head looks, how peaked it is and its strongest pairs. The
+last line printed is a JSON summary.
 
     python examples/translate.py        # trains into runs/translate
     python examples/attention_heads.py  # draws into runs/translate/attention
+    python examples/attention_heads.py --sentence "The rain in Spain falls \
+mainly on the plain"
 """
 
 import argparse
@@ -16,27 +22,13 @@ import os
 
 import numpy as np
 import tensorflow as tf
-from keras import ops
 
 from keras_mha.seq2seq import Translator
 from keras_mha.seq2seq import data
 from keras_mha.seq2seq.tokenizers import START_ID
-from keras_mha.visualize import plot_layer_attention
-
-
-def top_pairs(scores, query_tokens, key_tokens, k=2):
-    """The `k` strongest `(query, key, weight)` links of each head."""
-    heads = []
-    for head in scores:  # (query_length, key_length)
-        flat = np.argsort(head, axis=None)[::-1][:k]
-        rows, columns = np.unravel_index(flat, head.shape)
-        heads.append(
-            [
-                (query_tokens[r], key_tokens[c], float(head[r, c]))
-                for r, c in zip(rows, columns)
-            ]
-        )
-    return heads
+from keras_mha.visualize import format_head_table
+from keras_mha.visualize import head_view
+from keras_mha.visualize import plot_attention_scores
 
 
 def pieces(tokenizer, ids):
@@ -44,69 +36,59 @@ def pieces(tokenizer, ids):
 
 
 def draw_sentence(sentence, index, translator, args):
-    """Draws and describes every block's heads for one sentence."""
-    model = translator.model
+    """Writes the head view and the PNGs of one sentence; returns paths."""
     source_ids = tf.function(translator.source_ids)(tf.constant([sentence]))
     source_ids = source_ids.numpy()  # (1, s), no padding
     translation = translator.translate([sentence])[0]
     target = tf.function(translator.target_tokenizer)(
         tf.constant([translation])
     )
+    # The decoder's input: the start token, then the translation.
     target_ids = np.array([[START_ID, *target.to_list()[0]]], "int32")
-    source_tokens = pieces(translator.source_tokenizer, source_ids[0])
-    target_tokens = pieces(translator.target_tokenizer, target_ids[0])
     print(f"\n{sentence}  ->  {translation}")
-    # Each block's input, from the model's own layers in order.
-    x = model.source_position(model.source_embedding(source_ids))
-    runs = []
-    for block in model.encoder_blocks:
-        runs.append((block, (x,), {}, source_tokens, "self-attention"))
-        x = block(x)
-    encoded = model.encode(source_ids)
-    source_mask = ops.not_equal(source_ids, 0)
-    y = model.target_position(model.target_embedding(target_ids))
-    for block in model.decoder_blocks:
-        kwargs = {"encoder_padding_mask": source_mask}
-        runs.append((block, (y, encoded), kwargs, target_tokens, "cross"))
-        y = block(y, encoded, **kwargs)
+    view = head_view(
+        translator.model,
+        [source_ids, target_ids],
+        pieces(translator.source_tokenizer, source_ids[0]),
+        pieces(translator.target_tokenizer, target_ids[0]),
+        merge_subwords=not args.pieces,
+        title=f"{sentence}  ->  {translation}",
+    )
+    html = view.save(os.path.join(args.output_dir, f"sentence{index}.html"))
+    print(f"  head view: {html}")
     figures = []
-    for block, inputs, kwargs, query_tokens, kind in runs:
-        kind = "cross-attention" if kind == "cross" else kind
-        path = os.path.join(
-            args.output_dir, f"sentence{index}_{block.name}.png"
-        )
-        _, scores = plot_layer_attention(
-            block,
-            inputs,
+    for layer in view.layers:
+        name = layer.name.replace("/", "_")
+        path = os.path.join(args.output_dir, f"sentence{index}_{name}.png")
+        plot_attention_scores(
+            layer.scores,
             path,
-            query_tokens=query_tokens,
-            key_tokens=source_tokens,
-            title=f"{block.name} {kind}: {sentence}",
-            **kwargs,
+            layer.query_tokens,
+            layer.key_tokens,
+            title=f"{layer.name} {layer.kind}: {sentence}",
+            scale=args.scale,
         )
         figures.append(path)
-        print(f"  {block.name} {kind} ({path})")
-        for head, links in enumerate(
-            top_pairs(scores, query_tokens, source_tokens, args.top_k)
-        ):
-            described = ", ".join(f"{q} -> {k} {w:.2f}" for q, k, w in links)
-            print(f"    head {head}: {described}")
-    return figures
+        print(f"  {layer.name} {layer.kind} ({path})")
+    print(format_head_table(view.head_table(top_k=args.top_k)))
+    return html, figures
 
 
 def run(args):
     translator = Translator.load(args.run_dir)
-    sentences = args.sentences or [
+    sentences = args.sentence or [
         source
         for source, _ in data.read_pairs(
             os.path.join(args.run_dir, "held_out.tsv")
         )[: args.num_sentences]
     ]
     os.makedirs(args.output_dir, exist_ok=True)
-    figures = []
+    views, figures = [], []
     for index, sentence in enumerate(sentences):
-        figures += draw_sentence(sentence, index, translator, args)
-    return {"figures": figures}
+        html, drawn = draw_sentence(sentence, index, translator, args)
+        views.append(html)
+        figures += drawn
+    return {"sentences": sentences, "head_views": views, "figures": figures}
 
 
 def parse_args(argv=None):
@@ -123,16 +105,29 @@ def parse_args(argv=None):
     add(
         "--output-dir",
         default=None,
-        help="where the PNGs go; default: RUN_DIR/attention",
+        help="where the HTML and PNGs go; default: RUN_DIR/attention",
     )
     add(
-        "--sentences",
-        nargs="+",
-        help="sentences to draw; default: the "
+        "--sentence",
+        action="append",
+        metavar="TEXT",
+        help="a sentence to show (repeat for more), such as 'The chef "
+        "baked a delicious cake for the birthday party'; default: the "
         "first held-out sentences of the run",
     )
     add("--num-sentences", type=int, default=2)
-    add("--top-k", type=int, default=2, help="links printed per head")
+    add("--top-k", type=int, default=2, help="pairs printed per head")
+    add(
+        "--scale",
+        choices=("shared", "per_head"),
+        default="shared",
+        help="colour scale of the PNGs: one for all heads or one per head",
+    )
+    add(
+        "--pieces",
+        action="store_true",
+        help="show subword pieces instead of words",
+    )
     args = parser.parse_args(argv)
     args.output_dir = args.output_dir or os.path.join(args.run_dir, "attention")
     return args
@@ -140,7 +135,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     summary = run(parse_args(argv))
-    print(json.dumps(summary))
+    print(json.dumps(summary, ensure_ascii=False))
     return summary
 
 

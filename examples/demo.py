@@ -3,8 +3,9 @@
 1. Trains the translator of `translate.py` (English -> French sentences with
    spelled-out numbers: capitals, hyphens, elisions, final punctuation), with
    the Keras progress bar, and prints its held-out exact match, BLEU, chrF.
-2. Draws its encoder self-attention and decoder cross-attention heads (PNG),
-   with `attention_heads.py`.
+2. Shows its attention heads with `attention_heads.py`: the interactive
+   head view of a held-out sentence (self- and cross-attention, one HTML
+   file that opens offline) next to one PNG per layer.
 3. Loads the SavedModel that `translate.py` exported in a fresh Python
    process that cannot import Keras, keras_hub or keras_mha (only TensorFlow
    and TensorFlow Text's kernels), and translates held-out sentences and one
@@ -97,9 +98,11 @@ def main(argv=None):
     )
 
     print("\n== 2. Drawing the attention heads ==")
-    figures = run_script(
+    heads = run_script(
         "attention_heads.py", ["--run-dir", out, "--num-sentences", "1"]
-    )["figures"]
+    )
+    figures = heads["figures"]
+    print(f"Open the head view in a browser: {heads['head_views'][0]}")
 
     print("\n== 3. Serving the SavedModel in a fresh process without Keras ==")
     held_out = data.read_pairs(os.path.join(out, "held_out.tsv"))[:3]
@@ -119,6 +122,7 @@ def main(argv=None):
         ("held-out pairs", os.path.join(out, "held_out.tsv")),
         ("TensorBoard logs", os.path.join(out, "logs")),
         ("attention heads", os.path.dirname(figures[0])),
+        ("head view", heads["head_views"][0]),
         ("SavedModel", metrics["savedmodel"]),
     ]:
         print(f"  {what:17} {path}")
@@ -128,7 +132,12 @@ def main(argv=None):
         "--tag_set serve --signature_def serving_default "
         "--input_exprs 'sentences=[\"Paul has forty-one boats.\"]'"
     )
-    summary = {**metrics, "figures": len(figures), "served": served}
+    summary = {
+        **metrics,
+        "figures": len(figures),
+        "head_view": heads["head_views"][0],
+        "served": served,
+    }
     print(json.dumps(summary, ensure_ascii=False))
     return summary
 

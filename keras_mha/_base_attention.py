@@ -11,6 +11,7 @@ b batch, t query length, s key length, d width, n heads, h head width.
 import keras
 from keras import ops
 
+from keras_mha import _capture
 from keras_mha._attention import Masks
 from keras_mha._attention import alibi_slopes
 from keras_mha._attention import attend
@@ -432,9 +433,20 @@ class BaseAttention(PackageLayer):
         masks = self._masks(
             q, k, query_mask, key_mask, attention_mask, start, written
         )
+        # keras_mha.visualize.attention_maps: while a recorder is open, the
+        # probabilities are computed (explicit path) and handed to it.
+        recorder = _capture.active_recorder()
         outputs, scores = self._compute_attention(
-            q, k, v, masks, training, return_attention_scores
+            q,
+            k,
+            v,
+            masks,
+            training,
+            return_attention_scores or recorder is not None,
         )
+        if recorder is not None:
+            recorder.record(self, scores)
+            scores = scores if return_attention_scores else None
         if gate is not None:
             outputs = ops.multiply(outputs, ops.cast(gate, outputs.dtype))
         outputs = merge_heads(self.output_dense, outputs)  # (b, t, output_dim)

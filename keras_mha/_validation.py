@@ -306,3 +306,18 @@ def check_size(name, value):
             f"`{name}` expected a positive integer. Received: {name}={size}"
         )
     return value
+
+
+def check_example(example, batch_size):
+    """An index into a batch of `batch_size` examples (negative from the
+    end), as the visualizations take to pick one example."""
+    if (
+        isinstance(example, bool)
+        or not isinstance(example, numbers.Integral)
+        or not -batch_size <= example < batch_size
+    ):
+        raise ValueError(
+            f"`example` expected an index into the batch of {batch_size} "
+            f"examples. Received: example={example!r}"
+        )
+    return int(example)

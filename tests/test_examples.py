@@ -87,16 +87,37 @@ def test_translate_then_attention_heads(tmp_path):
     # A finished run removes its backup; only an interrupted one keeps it.
     assert not os.path.exists(os.path.join(output_dir, "backup"))
 
+    seeds = [
+        "The chef baked a delicious cake for the birthday party",
+        "The programmer struggled to debug the code",
+        "The rain in Spain falls mainly on the plain",
+    ]
     summary, out = run_example(
-        "attention_heads", "--run-dir", output_dir, "--num-sentences", "2"
+        "attention_heads",
+        "--run-dir",
+        output_dir,
+        *(arg for seed in seeds for arg in ("--sentence", seed)),
     )
+    assert summary["sentences"] == seeds
+    # One encoder and one decoder block: three attention layers a sentence.
     figures = summary["figures"]
-    # One encoder and one decoder block, two sentences, two heads a block.
-    assert len(figures) == 4
+    assert len(figures) == 9
     assert all(os.path.getsize(path) > 0 for path in figures)
-    assert out.count("encoder_block_0 self-attention") == 2
-    assert out.count("decoder_block_0 cross-attention") == 2
-    assert out.count("head 1: ") == 4
+    for layer in (
+        "encoder_block_0/self_attention self-attention",
+        "decoder_block_0/self_attention self-attention",
+        "decoder_block_0/cross_attention cross-attention",
+    ):
+        assert out.count(layer) == 3, layer
+    # A table per layer, a row per head (two heads).
+    assert out.count("head  distance  offset") == 9
+    assert len(summary["head_views"]) == 3
+    for seed, path in zip(seeds, summary["head_views"]):
+        html = open(path, encoding="utf-8").read()
+        assert seed in html and "kmhaHeadView" in html
+    # Words, not pieces: "birthday" whole, no SentencePiece marks.
+    assert "\u2581" not in open(summary["head_views"][0]).read()
+    assert '"birthday"' in open(summary["head_views"][0]).read()
 
 
 @pytest.mark.skipif(
@@ -137,8 +158,11 @@ def test_demo_runs_end_to_end(tmp_path):
         "demo", "--output-dir", str(tmp_path), *TINY_TRANSLATOR
     )
     assert len(summary["served"]) == 4
-    assert summary["figures"] == 2
+    # One encoder and one decoder block: three attention layers.
+    assert summary["figures"] == 3
     assert os.path.isdir(tmp_path / "attention")
+    assert os.path.getsize(summary["head_view"]) > 0
+    assert f"Open the head view in a browser: {summary['head_view']}" in out
     assert "saved_model_cli.py run --dir" in out
 
 
