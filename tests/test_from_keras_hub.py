@@ -475,6 +475,30 @@ def test_lora_on_the_blocks_trains_only_the_updates():
     assert np.abs(to_numpy(converted(inputs)) - before).max() > 0
 
 
+def test_attention_maps_cover_every_block_of_a_converted_model():
+    """Grouped heads: every query head gets its own map."""
+    backbone = make_backbone("llama", "gqa")
+    converted = keras_mha.from_keras_hub(backbone)
+    inputs = make_inputs(backbone)
+    maps = keras_mha.visualize.attention_maps(converted, inputs)
+    assert sorted(maps) == [
+        f"transformer_layer_{i}/self_attention" for i in range(2)
+    ]
+    mask = inputs["padding_mask"].astype(bool)
+    for scores in maps.values():
+        assert scores.shape == (BATCH, 4, LENGTH, LENGTH)
+        # Causal and padded keys get nothing; real queries sum to 1.
+        assert np.all(np.triu(scores, 1) == 0)
+        assert np.all(
+            scores[~np.broadcast_to(mask[:, None, None], scores.shape)] == 0
+        )
+        np.testing.assert_allclose(
+            scores.sum(-1)[np.broadcast_to(mask[:, None], scores.shape[:3])],
+            1.0,
+            atol=1e-5,
+        )
+
+
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="SavedModel is TF's")
 def test_savedmodel_export_serves_the_converted_outputs(tmp_path):
     backbone = make_backbone("bert", "heads2")
