@@ -5,7 +5,7 @@
     python -m benchmarks.gpu --smoke --out DIR # CPU, tiny shapes (the tests)
 
 Runs each part in its own child process under a hard time limit, so the
-whole check ends within `--budget-s` seconds (default 390) and a part that
+whole check ends within `--budget-s` seconds (default 450) and a part that
 overruns is recorded as "timed out" with the rows it finished, while the
 other parts still run. Everything runs on the JAX backend except the
 PyTorch layer tests. The parts, in order:
@@ -22,6 +22,9 @@ PyTorch layer tests. The parts, in order:
   softmax, with the kernel XLA compiled (cuDNN flash attention or not);
 - `generation`: cached greedy generation tokens/s at two batch sizes,
   ours vs keras_hub's cached `TransformerDecoder`;
+- `keras_hub`: a Llama-shaped keras_hub causal LM converted by
+  `keras_mha.from_keras_hub` vs keras_hub's own, `mixed_bfloat16`: the
+  backbone's compiled training step and cached greedy generation;
 - `translator`: `examples/translate.py` under `mixed_bfloat16`: epoch time,
   training tokens/s and the held-out exact match and BLEU.
 
@@ -50,12 +53,13 @@ PARTS = (
     "long_fused",
     "long_explicit",
     "generation",
+    "keras_hub",
     "translator",
 )
 # A part's result: how it ended.
 STATUSES = ("ok", "failed", "error", "timed out", "skipped")
 # Seconds each part may take; the tests run side by side. Together with
-# the device's start and the wheels' install, under 7 minutes.
+# the device's start and the wheels' install, under 8 minutes.
 BUDGET_S = {
     "device": 40,
     "tests": 110,
@@ -63,9 +67,10 @@ BUDGET_S = {
     "long_fused": 35,
     "long_explicit": 35,
     "generation": 50,
+    "keras_hub": 60,
     "translator": 45,
 }
-TOTAL_BUDGET_S = 390
+TOTAL_BUDGET_S = 450
 # The smoke run compiles the same programs on a shared CPU: more time.
 SMOKE_BUDGET_S = 3 * TOTAL_BUDGET_S
 
@@ -107,6 +112,21 @@ FULL = {
         },
         "batches": (1, 32),
         "prompt_length": 32,
+        "rounds": 3,
+    },
+    "keras_hub": {
+        "shape": {
+            "num_layers": 4,
+            "hidden_dim": 1024,
+            "intermediate_dim": 2816,
+            "num_query_heads": 16,
+            "num_key_value_heads": 4,
+        },
+        "batch": 16,
+        "seq_length": 1024,
+        "steps": 5,
+        "prompt_length": 32,
+        "max_length": 32 + 256,
         "rounds": 3,
     },
     "translator": {
@@ -152,6 +172,21 @@ SMOKE = {
         },
         "batches": (1, 2),
         "prompt_length": 4,
+        "rounds": 1,
+    },
+    "keras_hub": {
+        "shape": {
+            "num_layers": 1,
+            "hidden_dim": 16,
+            "intermediate_dim": 24,
+            "num_query_heads": 4,
+            "num_key_value_heads": 2,
+        },
+        "batch": 2,
+        "seq_length": 8,
+        "steps": 1,
+        "prompt_length": 4,
+        "max_length": 8,
         "rounds": 1,
     },
     "translator": {
@@ -472,6 +507,8 @@ def run_child(args):
         long_part(recorder, sizes["long"], fused=part == "long_fused")
     elif part == "generation":
         generation_part(recorder, sizes["generation"])
+    elif part == "keras_hub":
+        keras_hub_part(recorder, sizes["keras_hub"])
     else:
         translator_part(recorder, sizes["translator"], args.smoke)
     if recorder.data["status"] == "running":
@@ -731,6 +768,70 @@ def generation_part(recorder, sizes):
                     "flops_per_second": flops / seconds,
                 }
             )
+
+
+def keras_hub_part(recorder, sizes):
+    """A Llama-shaped keras_hub causal LM, converted by `from_keras_hub`
+    vs keras_hub's own, in `mixed_bfloat16`: the backbone's training step
+    (compiled) and cached greedy generation (`keras_mha.generate` vs
+    `causal_lm.generate`), timed by `benchmarks.keras_hub_models`."""
+    import keras
+    import keras_hub
+    import numpy as np
+
+    import keras_mha
+    from benchmarks import keras_hub_models as hub
+    from benchmarks.timing import fastest_of_interleaved
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    keras.utils.set_random_seed(0)
+    recorder.update(dtype_policy="mixed_bfloat16", shape=sizes["shape"])
+    backbone = hub.make_backbone("llama", **sizes["shape"])
+    causal_lm = keras_hub.models.LlamaCausalLM(
+        backbone=backbone, preprocessor=None
+    )
+    causal_lm.compile(sampler="greedy")
+    ours = keras_mha.from_keras_hub(causal_lm)
+    batch, length = sizes["batch"], sizes["seq_length"]
+    inputs = hub.make_inputs(backbone, batch, length)
+    target = np.zeros((batch, length, sizes["shape"]["hidden_dim"]), "float32")
+    models = {
+        "keras_mha": hub.sequence_model(ours.backbone, jit=True),
+        "keras_hub": hub.sequence_model(backbone, jit=True),
+    }
+    for model in models.values():
+        model.train_on_batch(inputs, target)  # compiles
+    best = fastest_of_interleaved(
+        {
+            impl: hub.train_runner(model, inputs, target, sizes["steps"])
+            for impl, model in models.items()
+        },
+        sizes["rounds"],
+        "keras_hub train",
+    )
+    for impl, seconds in best.items():
+        seconds /= sizes["steps"]
+        recorder.add_row(
+            {
+                "mode": "train",
+                "impl": impl,
+                "batch": batch,
+                "seq_length": length,
+                "status": "ok",
+                "seconds": seconds,
+                "tokens_per_second": batch * length / seconds,
+            }
+        )
+    for row in hub.generation_rows(
+        "llama",
+        ours,
+        causal_lm,
+        batch,
+        sizes["prompt_length"],
+        sizes["max_length"],
+        sizes["rounds"],
+    ):
+        recorder.add_row({**row, "mode": "generate"})
 
 
 # The translator, through its command line. This is its one entry point in

@@ -3,7 +3,7 @@
 # and no TensorFlow or network: installs the wheels of `make gpu-wheels`
 # (the folder .whl, made where pip can reach PyPI) into /tmp/site and runs
 # `python -m benchmarks.gpu`, which writes gpu_check.json, .png and .log
-# into $OUT (or runs/gpu-check) within 390 s. Extra arguments go to it:
+# into $OUT (or runs/gpu-check) within 450 s. Extra arguments go to it:
 #
 #     benchmarks/gpu_check.sh                 # everything
 #     benchmarks/gpu_check.sh --parts encoder # one part

@@ -130,6 +130,24 @@ def generation_markdown(results):
     return "\n".join(lines)
 
 
+def keras_hub_markdown(results):
+    """The converted Llama vs keras_hub's, train step and generation."""
+    rows = _part(results, "keras_hub").get("rows", [])
+    lines = [
+        "| converted Llama | keras_mha tok/s | keras_hub tok/s "
+        "| ours / keras_hub |",
+        "|---|---|---|---|",
+    ]
+    for mode in ("train", "generate"):
+        by = {r["impl"]: r for r in rows if r.get("mode") == mode}
+        ours = by.get("keras_mha", {}).get("tokens_per_second")
+        hub = by.get("keras_hub", {}).get("tokens_per_second")
+        lines.append(
+            f"| {mode} | {_num(ours)} | {_num(hub)} | {_ratio(ours, hub)} |"
+        )
+    return "\n".join(lines)
+
+
 def translator_markdown(results):
     part = _part(results, "translator")
     return (
@@ -155,6 +173,7 @@ def markdown(results):
             encoder_markdown(results),
             long_markdown(results),
             generation_markdown(results),
+            keras_hub_markdown(results),
             translator_markdown(results),
             statuses,
         ]

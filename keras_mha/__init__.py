@@ -6,6 +6,7 @@ from keras_mha import saving  # noqa: F401  (keras_mha.saving.save_model)
 from keras_mha._decoder_stack import call_blocks_with_cache
 from keras_mha.distribution import get_layout_map
 from keras_mha.generation import generate
+from keras_mha.hub import from_keras_hub
 from keras_mha.language_model import TransformerCausalLM
 from keras_mha.multi_head_attention import MultiHeadAttention
 from keras_mha.multi_head_self_attention import MultiHeadSelfAttention
@@ -15,6 +16,7 @@ from keras_mha.transformer_encoder_block import TransformerEncoderBlock
 
 __all__ = [
     "call_blocks_with_cache",
+    "from_keras_hub",
     "generate",
     "get_layout_map",
     "MultiHeadAttention",

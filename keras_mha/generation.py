@@ -31,6 +31,7 @@ def generate(
     end_id=None,
     use_cache=True,
     compile=True,
+    padding_mask=None,
 ):
     """Continues prompts with a decoder-only language model.
 
@@ -40,13 +41,17 @@ def generate(
     pass over the buffer seeds the blocks' caches (`build_cache`) and each
     step runs only the newest token (`call_with_cache`); the tokens are the
     same as recomputing the whole buffer at every step. Padding (id 0) is
-    never emitted.
+    never emitted, unless the prompts come with a `padding_mask`: then the
+    mask, not id 0, says where each prompt ends, and every id of the
+    vocabulary may be emitted (as keras_hub's `CausalLM.generate`, for
+    vocabularies in which id 0 is a real token).
 
     Args:
         model: a `TransformerCausalLM`, or any causal model `(b, t) ids ->
             (b, t, v) logits` with its `build_cache` and `call_with_cache`.
         prompt_ids: `(batch, prompt_length)` int ids, each row a prompt of
-            at least one token, padded with 0 on the right. Ids must lie in
+            at least one token, padded with 0 on the right (with a
+            `padding_mask`, with any id). Ids must lie in
             `[0, model.vocabulary_size)` (checked when the model has that
             attribute, as `TransformerCausalLM` does); float ids are a
             `TypeError`, never truncated.
@@ -57,6 +62,9 @@ def generate(
             once every row has.
         use_cache: bool, as in `decode`. Defaults to `True`.
         compile: bool, as in `decode`. Defaults to `True`.
+        padding_mask: optional `(batch, prompt_length)` bool or int mask,
+            True at each prompt's tokens, which come first in their row.
+            Defaults to `None`: each prompt ends at its first 0.
 
     Returns:
         `(batch, max_length)` int32 ids: each prompt and its continuation.
@@ -71,7 +79,12 @@ def generate(
     (2, 12)
     """
     vocabulary_size = vocabulary_size_of(model, "vocabulary_size")
-    prompt_ids = check_token_ids(prompt_ids, "prompt_ids", vocabulary_size)
+    forbid_padding = padding_mask is None
+    prompt_ids = check_token_ids(
+        prompt_ids, "prompt_ids", vocabulary_size, padding_rows=forbid_padding
+    )
+    if padding_mask is not None:
+        padding_mask = check_prompt_mask(padding_mask, prompt_ids.shape)
     prompt_length = prompt_ids.shape[1]
     max_length = check_max_length(
         max_length, prompt_length + 1, f"the prompt length {prompt_length}"
@@ -82,21 +95,27 @@ def generate(
     check_bool("compile", compile)
     sampler = sampler or greedy_sampler()
 
-    def generate_ids(prompt_ids):
-        buffer = ops.pad(prompt_ids, ((0, 0), (0, max_length - prompt_length)))
-        is_prompt = ops.not_equal(buffer, 0)
+    def generate_ids(prompt_ids, padding_mask=None):
+        padding = ((0, 0), (0, max_length - prompt_length))
+        buffer = ops.pad(prompt_ids, padding)
+        if padding_mask is None:
+            is_prompt = ops.not_equal(buffer, 0)
+        else:
+            is_prompt = ops.pad(padding_mask, padding, constant_values=False)
         # The first step predicts the token after the shortest prompt.
         index = ops.min(ops.sum(ops.cast(is_prompt, "int32"), axis=1))
         if use_cache:
             cache = model.build_cache(buffer, max_length)
-            step = cached_step(model, None, end_id)
+            step = cached_step(model, None, end_id, forbid_padding)
         else:
             cache = None
 
             def step(buffer, cache, index):
                 logits = model(buffer, training=False)[:, index - 1]
                 return (
-                    allowed_logits(logits, buffer, index, None, end_id),
+                    allowed_logits(
+                        logits, buffer, index, None, end_id, forbid_padding
+                    ),
                     None,
                     cache,
                 )
@@ -110,10 +129,18 @@ def generate(
             stop_token_ids=None if end_id is None else (end_id,),
         )
 
+    tensors = (prompt_ids,) if forbid_padding else (prompt_ids, padding_mask)
     if not compile:
-        return generate_ids(prompt_ids)
-    key = ("generate", max_length, prompt_length, end_id, use_cache)
-    return compiled(model, sampler, key, generate_ids)(prompt_ids)
+        return generate_ids(*tensors)
+    key = (
+        "generate",
+        max_length,
+        prompt_length,
+        end_id,
+        use_cache,
+        forbid_padding,
+    )
+    return compiled(model, sampler, key, generate_ids)(*tensors)
 
 
 def compiled(model, sampler, key, function):
@@ -171,7 +198,9 @@ def _jax_compiled(model, sampler, function):
     return run
 
 
-def check_token_ids(token_ids, argument, vocabulary_size=None):
+def check_token_ids(
+    token_ids, argument, vocabulary_size=None, padding_rows=True
+):
     """`token_ids` as an int32 `(batch, length)` tensor of real rows.
 
     Runs on the concrete values, before any backend op sees them (a
@@ -180,6 +209,8 @@ def check_token_ids(token_ids, argument, vocabulary_size=None):
     another rank, no rows, no columns, a row of padding only, or, when
     `vocabulary_size` is given, an id outside `[0, vocabulary_size)`; a
     `TypeError` for ids that are not integers (floats are not truncated).
+    With `padding_rows=False` a row of zeros is real tokens (a padding
+    mask says where the rows end).
     """
     array = ops.convert_to_numpy(token_ids)
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
@@ -193,7 +224,7 @@ def check_token_ids(token_ids, argument, vocabulary_size=None):
             f"{argument}.dtype={array.dtype} ({argument}[0]={array[0]})"
         )
     empty = [i for i, row in enumerate(array) if not row.any()]
-    if empty:
+    if empty and padding_rows:
         raise ValueError(
             f"`{argument}` expected at least one non-padding (non-zero) "
             f"token in every row. Received: rows {empty[:10]} of padding "
@@ -212,6 +243,30 @@ def check_token_ids(token_ids, argument, vocabulary_size=None):
             f"({int(outside.sum())} ids outside)"
         )
     return ops.convert_to_tensor(array.astype("int32"))
+
+
+def check_prompt_mask(padding_mask, shape):
+    """`padding_mask` as a bool tensor of `shape`: each row a prompt of at
+    least one token, then padding; a `ValueError` otherwise."""
+    mask = ops.convert_to_numpy(padding_mask)
+    if mask.shape != tuple(shape):
+        raise ValueError(
+            f"`padding_mask` expected the shape of `prompt_ids`, "
+            f"{tuple(shape)}. Received: padding_mask.shape={mask.shape}"
+        )
+    mask = mask.astype(bool)
+    lengths = mask.sum(axis=1)
+    bad = [
+        i
+        for i, (row, length) in enumerate(zip(mask, lengths))
+        if length == 0 or not row[:length].all()
+    ]
+    if bad:
+        raise ValueError(
+            "`padding_mask` expected each row's prompt (at least one token) "
+            f"first, then padding. Received: rows {bad[:10]} that are not"
+        )
+    return ops.convert_to_tensor(mask)
 
 
 def check_token_id(value, argument, vocabulary_size=None):
@@ -253,32 +308,34 @@ def check_max_length(max_length, minimum, what):
     return int(max_length)
 
 
-def cached_step(model, start_id, end_id):
+def cached_step(model, start_id, end_id, forbid_padding=True):
     """The sampler step of `decode` and `generate` with the cache: only the
     newest token goes through `model.call_with_cache`."""
 
     def step(ids, cache, index):
         token = ops.slice(ids, (0, index - 1), (ops.shape(ids)[0], 1))
         logits, cache = model.call_with_cache(token, cache, index - 1)
-        return (
-            allowed_logits(logits[:, 0], ids, index, start_id, end_id),
-            None,
-            cache,
+        logits = allowed_logits(
+            logits[:, 0], ids, index, start_id, end_id, forbid_padding
         )
+        return logits, None, cache
 
     return step
 
 
-def allowed_logits(logits, prompt, index, start_id, end_id):
+def allowed_logits(
+    logits, prompt, index, start_id, end_id, forbid_padding=True
+):
     """float32 `(b, v)` logits with the tokens a step may not emit forbidden.
 
-    Padding and the start token (unless `None`) are never emitted; a row
-    that has emitted `end_id` (unless `None`) before `index` emits only
-    padding.
+    Padding (if `forbid_padding`) and the start token (unless `None`) are
+    never emitted; a row that has emitted `end_id` (unless `None`) before
+    `index` emits only padding.
     """
     logits = ops.cast(logits, "float32")
     vocabulary = ops.arange(ops.shape(logits)[-1])
-    forbidden = vocabulary == 0
+    # With a padding mask, id 0 may be a real token: nothing is forbidden.
+    forbidden = vocabulary == 0 if forbid_padding else vocabulary < 0
     if start_id is not None:
         forbidden = ops.logical_or(forbidden, vocabulary == start_id)
     logits = ops.where(forbidden[None], _FORBIDDEN_LOGIT, logits)

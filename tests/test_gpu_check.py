@@ -54,6 +54,14 @@ ROW_FIELDS = {
         "flops_per_second",
         "fraction_of_bf16_peak",
     },
+    "keras_hub": {
+        "mode",
+        "impl",
+        "batch",
+        "status",
+        "seconds",
+        "tokens_per_second",
+    },
 }
 
 
@@ -171,6 +179,17 @@ def test_generation_times_both_caches_at_both_batches(smoke):
     }
 
 
+def test_keras_hub_part_trains_and_generates_both_models(smoke):
+    _, results, _ = smoke
+    rows = results["parts"]["keras_hub"]["rows"]
+    assert {(r["impl"], r["mode"]) for r in rows} == {
+        (impl, mode)
+        for impl in ("keras_mha", "keras_hub")
+        for mode in ("train", "generate")
+    }
+    assert all(r["same_tokens"] for r in rows if r["mode"] == "generate")
+
+
 @pytest.mark.slow
 def test_translator_reports_epochs_tokens_and_held_out_scores(tmp_path):
     summary, results = _run(tmp_path, "--smoke", "--parts", "translator")
@@ -196,6 +215,7 @@ def test_markdown_has_a_table_per_part(smoke):
         "| batch × seq |",
         "| seq |",
         "| batch |",
+        "| converted Llama |",
         "| translator |",  # "not run" here: a table all the same
     ):
         assert header in text

@@ -1,0 +1,388 @@
+"""The keras_hub families `from_keras_hub` converts, as data.
+
+One `Family` per keras_hub backbone class: which of the backbone's
+embedding layers the converted model reuses (cloned, by role), the block
+options its configuration gives, and which keras_hub sub-layer each
+sub-layer of our blocks takes its weights from. Everything else is the
+same for every family and lives in `keras_mha.hub.models` (the model) and
+`keras_mha.hub.weights` (the weight copy).
+
+Embedding roles: `token` (a `ReversibleEmbedding`, also the logits of a
+causal LM), `token_and_position` (a `TokenAndPositionEmbedding`),
+`position` (a `PositionEmbedding`, added), `segment` (added), `norm` (a
+layer norm after the sum).
+"""
+
+import dataclasses
+from collections.abc import Callable
+
+import keras
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """How one keras_hub backbone maps onto keras_mha's blocks.
+
+    Attributes:
+        name: the family's key in `FAMILIES`.
+        backbone: class name of the keras_hub backbone.
+        causal_lms: class names of its keras_hub causal LMs.
+        causal: decoder blocks (`TransformerDecoderBlock`, causal) or
+            encoder blocks.
+        embeddings: `{role: backbone attribute}` of the embedding layers
+            the converted model clones.
+        block_options: backbone config -> keyword arguments of every block.
+        block_weights: `{our sub-layer path in a block: source}`, a source
+            being a keras_hub sub-layer path in the same block, or a
+            transform of `keras_mha.hub.weights.TRANSFORMS` and its
+            sub-layer paths.
+        final_norm: name of the norm after the blocks, or `None`.
+        final_norm_options: backbone config -> `{"kind": "layer_norm" or
+            "rms_norm", "epsilon": float}`.
+        weights: `{our top-level sub-layer: source}` where it is not the
+            sub-layer of the same name.
+        inputs: names of the backbone's inputs.
+        pooler: attribute of a pooling `Dense` over the first token, which
+            makes the outputs `{"sequence_output", "pooled_output"}`.
+        embedding_scale: multiply the embeddings by `sqrt(hidden_dim)`.
+        logit_soft_cap: backbone config -> the final logits' soft cap or
+            `None`.
+        refuse: backbone -> the name of a feature the conversion does not
+            cover, or `None`.
+    """
+
+    name: str
+    backbone: str
+    causal_lms: tuple
+    causal: bool
+    embeddings: dict
+    block_options: Callable
+    block_weights: dict
+    final_norm: str | None = None
+    final_norm_options: Callable = lambda config: {}
+    weights: dict = dataclasses.field(default_factory=dict)
+    inputs: tuple = ("token_ids", "padding_mask")
+    pooler: str | None = None
+    embedding_scale: bool = False
+    logit_soft_cap: Callable = lambda config: None
+    refuse: Callable = lambda backbone: None
+
+
+def _sizes(config, num_heads="num_heads"):
+    return dict(
+        num_heads=config[num_heads],
+        intermediate_dim=config["intermediate_dim"],
+        dropout=config.get("dropout", 0.0),
+    )
+
+
+def _keras_hub_block(attention):
+    """Weights of keras_hub's `TransformerEncoder` / `TransformerDecoder`,
+    whose self-attention sub-layer is called `attention`."""
+    return {
+        "self_attention/qkv": (
+            "fused_qkv",
+            f"{attention}/query",
+            f"{attention}/key",
+            f"{attention}/value",
+        ),
+        "self_attention/attention_output": f"{attention}/attention_output",
+        "self_attention_layer_norm": "self_attention_layer_norm",
+        "ffn_intermediate": "feedforward_intermediate_dense",
+        "ffn_output": "feedforward_output_dense",
+        "ffn_layer_norm": "feedforward_layer_norm",
+    }
+
+
+def _activation(name):
+    # keras_hub registers its activations (`keras_hub>gelu_approximate`).
+    return keras.saving.get_registered_object(name) or name
+
+
+def _post_ln_encoder(activation, epsilon):
+    def options(config):
+        return dict(
+            **_sizes(config),
+            activation=_activation(activation),
+            layer_norm_epsilon=epsilon,
+        )
+
+    return options
+
+
+def _pre_ln_decoder(activation):
+    def options(config):
+        return dict(
+            **_sizes(config),
+            activation=_activation(activation),
+            norm_first=True,
+            layer_norm_epsilon=1e-5,
+        )
+
+    return options
+
+
+_LAYER_NORM_1E5 = lambda config: {"kind": "layer_norm", "epsilon": 1e-5}
+_ENCODER_WEIGHTS = _keras_hub_block("self_attention_layer")
+_DECODER_WEIGHTS = _keras_hub_block("self_attention")
+# keras_hub's BERT and GPT-2 use the tanh approximation of GELU.
+_GELU_TANH = "keras_hub>gelu_approximate"
+
+
+def _rotary(config, scaling="rope_scaling_factor"):
+    import keras_hub
+
+    return keras_hub.layers.RotaryEmbedding(
+        max_wavelength=config.get("rope_max_wavelength", 10000),
+        scaling_factor=config.get(scaling, 1.0),
+    )
+
+
+def _gated_decoder(use_bias=False, scaling="rope_scaling_factor", **more):
+    """Options of the pre-norm, RMS-norm, gated (SwiGLU) decoders."""
+
+    def options(config):
+        heads = config["num_query_heads"]
+        return dict(
+            num_heads=heads,
+            intermediate_dim=config["intermediate_dim"],
+            dropout=config.get("dropout", 0.0),
+            num_key_value_heads=config["num_key_value_heads"],
+            key_dim=config.get("head_dim") or config["hidden_dim"] // heads,
+            use_bias=use_bias,
+            use_output_bias=False,
+            use_feedforward_bias=False,
+            normalization="rms_norm",
+            norm_first=True,
+            layer_norm_epsilon=config["layer_norm_epsilon"],
+            use_gated_feedforward=True,
+            activation="silu",
+            rotary_embedding=_rotary(config, scaling),
+            **{name: get(config) for name, get in more.items()},
+        )
+
+    return options
+
+
+def _gated_block(attention_norm, ffn_norm, **more):
+    """Weights of Llama's, Mistral's and Qwen's decoders."""
+    return {
+        "self_attention/qkv": (
+            "fused_qkv",
+            "self_attention/query",
+            "self_attention/key",
+            "self_attention/value",
+        ),
+        "self_attention/attention_output": "self_attention/attention_output",
+        "self_attention_layer_norm": attention_norm,
+        "ffn_gate": "feedforward_gate_dense",
+        "ffn_intermediate": "feedforward_intermediate_dense",
+        "ffn_output": "feedforward_output_dense",
+        "ffn_layer_norm": ffn_norm,
+        **more,
+    }
+
+
+def _rms_norm(config):
+    return {"kind": "rms_norm", "epsilon": config["layer_norm_epsilon"]}
+
+
+def _refuse_llama3_rope(backbone):
+    if backbone.get_config().get("rope_frequency_adjustment_factor"):
+        return "Llama 3.1's rotary frequency adjustment"
+    return None
+
+
+def _refuse_qwen_window(backbone):
+    config = backbone.get_config()
+    if config.get("use_sliding_window_attention"):
+        return "Qwen's sliding window (its layers differ in window)"
+    return None
+
+
+_LLAMA_WEIGHTS = _gated_block(
+    "self_attention_layernorm", "feedforward_layernorm"
+)
+_LLAMA = dict(
+    causal=True,
+    embeddings={"token": "token_embedding"},
+    block_weights=_LLAMA_WEIGHTS,
+    final_norm="sequence_output_layernorm",
+    final_norm_options=_rms_norm,
+    refuse=_refuse_llama3_rope,
+)
+
+_FAMILIES = (
+    Family(
+        name="bert",
+        backbone="BertBackbone",
+        causal_lms=(),
+        causal=False,
+        inputs=("token_ids", "segment_ids", "padding_mask"),
+        embeddings={
+            "token": "token_embedding",
+            "position": "position_embedding",
+            "segment": "segment_embedding",
+            "norm": "embeddings_layer_norm",
+        },
+        block_options=_post_ln_encoder(_GELU_TANH, 1e-12),
+        block_weights=_ENCODER_WEIGHTS,
+        pooler="pooled_dense",
+    ),
+    Family(
+        name="roberta",
+        backbone="RobertaBackbone",
+        causal_lms=(),
+        causal=False,
+        embeddings={
+            "token_and_position": "embeddings",
+            "norm": "embeddings_layer_norm",
+        },
+        block_options=_post_ln_encoder("gelu", 1e-5),
+        block_weights=_ENCODER_WEIGHTS,
+    ),
+    Family(
+        name="distil_bert",
+        backbone="DistilBertBackbone",
+        causal_lms=(),
+        causal=False,
+        embeddings={
+            "token_and_position": "embeddings",
+            "norm": "embeddings_layer_norm",
+        },
+        block_options=_post_ln_encoder("gelu", 1e-12),
+        block_weights=_ENCODER_WEIGHTS,
+    ),
+    Family(
+        name="gpt2",
+        backbone="GPT2Backbone",
+        causal_lms=("GPT2CausalLM",),
+        causal=True,
+        embeddings={
+            "token": "token_embedding",
+            "position": "position_embedding",
+        },
+        block_options=_pre_ln_decoder(_GELU_TANH),
+        block_weights=_DECODER_WEIGHTS,
+        final_norm="layer_norm",
+        final_norm_options=_LAYER_NORM_1E5,
+    ),
+    Family(
+        name="opt",
+        backbone="OPTBackbone",
+        causal_lms=("OPTCausalLM",),
+        causal=True,
+        embeddings={"token_and_position": "embeddings"},
+        block_options=_pre_ln_decoder("relu"),
+        block_weights=_DECODER_WEIGHTS,
+        final_norm="layer_norm",
+        final_norm_options=_LAYER_NORM_1E5,
+    ),
+    # Pre-norm RMS-norm decoders with grouped heads, rotary positions and
+    # a gated (SwiGLU) feed-forward network.
+    Family(
+        name="llama",
+        backbone="LlamaBackbone",
+        causal_lms=("LlamaCausalLM",),
+        block_options=_gated_decoder(scaling="rope_position_scaling_factor"),
+        **_LLAMA,
+    ),
+    Family(
+        name="llama3",
+        backbone="Llama3Backbone",
+        causal_lms=("Llama3CausalLM",),
+        block_options=_gated_decoder(scaling="rope_position_scaling_factor"),
+        **_LLAMA,
+    ),
+    Family(
+        name="mistral",
+        backbone="MistralBackbone",
+        causal_lms=("MistralCausalLM",),
+        causal=True,
+        embeddings={"token": "token_embedding"},
+        block_options=_gated_decoder(
+            sliding_window=lambda config: config["sliding_window"]
+        ),
+        block_weights=_LLAMA_WEIGHTS,
+        final_norm="sequence_output_layernorm",
+        final_norm_options=_rms_norm,
+    ),
+    Family(
+        name="qwen",
+        backbone="QwenBackbone",
+        causal_lms=("QwenCausalLM",),
+        causal=True,
+        embeddings={"token": "token_embedding"},
+        # Qwen 2 has query, key and value biases, no other bias.
+        block_options=_gated_decoder(use_bias=True),
+        block_weights=_LLAMA_WEIGHTS,
+        final_norm="sequence_output_layernorm",
+        final_norm_options=_rms_norm,
+        refuse=_refuse_qwen_window,
+    ),
+    Family(
+        name="qwen3",
+        backbone="Qwen3Backbone",
+        causal_lms=("Qwen3CausalLM",),
+        causal=True,
+        embeddings={"token": "token_embedding"},
+        block_options=_gated_decoder(use_query_key_norm=lambda config: True),
+        block_weights=_gated_block(
+            "self_attention_layernorm",
+            "feedforward_layernorm",
+            **{
+                "self_attention/query_norm": (
+                    "self_attention/query_dense_layernorm"
+                ),
+                "self_attention/key_norm": "self_attention/key_dense_layernorm",
+            },
+        ),
+        final_norm="sequence_output_layernorm",
+        final_norm_options=_rms_norm,
+        refuse=_refuse_qwen_window,
+    ),
+)
+
+FAMILIES = {family.name: family for family in _FAMILIES}
+
+# keras_hub backbones that are refused, with the feature they need.
+REFUSED = {
+    "MixtralBackbone": "mixture of experts",
+    "QwenMoeBackbone": "mixture of experts",
+    "Qwen3MoeBackbone": "mixture of experts",
+    "GptOssBackbone": "mixture of experts",
+    "PaliGemmaBackbone": "a vision tower",
+    "Gemma3nBackbone": "a vision and audio tower",
+}
+
+
+def family_of(backbone):
+    """The `Family` of a keras_hub backbone, by its class or a base class.
+
+    Raises:
+        ValueError: naming the class and the feature for a refused one.
+        TypeError: naming the class for one no family covers.
+    """
+    for cls in type(backbone).__mro__:
+        if cls.__name__ in REFUSED:
+            raise ValueError(
+                f"from_keras_hub cannot convert a model with "
+                f"{REFUSED[cls.__name__]}: keras_mha's blocks have none. "
+                f"Received: a {type(backbone).__name__}"
+            )
+        for family in _FAMILIES:
+            if cls.__name__ == family.backbone:
+                feature = family.refuse(backbone)
+                if feature is not None:
+                    raise ValueError(
+                        f"from_keras_hub cannot convert a model with "
+                        f"{feature}: keras_mha's blocks do not cover it. "
+                        f"Received: a {type(backbone).__name__}"
+                    )
+                return family
+    names = ", ".join(family.backbone for family in _FAMILIES)
+    raise TypeError(
+        "from_keras_hub converts the keras_hub backbones "
+        f"{names} and their causal LMs. Received: a "
+        f"{type(backbone).__name__}"
+    )
