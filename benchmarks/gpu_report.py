@@ -143,7 +143,8 @@ def keras_hub_markdown(results):
         ours = by.get("keras_mha", {}).get("tokens_per_second")
         hub = by.get("keras_hub", {}).get("tokens_per_second")
         lines.append(
-            f"| {mode} | {_num(ours)} | {_num(hub)} | {_ratio(ours, hub)} |"
+            f"| {mode} | {_num(ours)} | {_num(hub)} "
+            f"| {times(ratio(ours, hub))} |"
         )
     return "\n".join(lines)
 
