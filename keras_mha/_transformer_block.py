@@ -295,11 +295,22 @@ class TransformerBlock(PackageLayer):
         sum f(norm_f(x))`, with `shared_input_norm` the self-attention's
         input norm for all. Returns `x` and the list of extras.
         """
-        extras = []
+        extras, normed = [], {}
         total = x
         for prefix, fn in sublayers:
-            norm = getattr(self, f"{prefix}_norm") or self.self_attention_norm
-            y, extra = fn(norm(x) if self.norm_first else x)
+            norm = getattr(self, f"{prefix}_norm")
+            if norm is None:  # shared_input_norm
+                norm = self.self_attention_norm
+            if not self.norm_first:
+                inputs = x
+            elif self.parallel_residual:
+                # Every branch reads the same x: one norm call each norm.
+                if norm.name not in normed:
+                    normed[norm.name] = norm(x)
+                inputs = normed[norm.name]
+            else:
+                inputs = norm(x)
+            y, extra = fn(inputs)
             extras.append(extra)
             post_norm = getattr(self, f"{prefix}_post_norm")
             if post_norm is not None:
