@@ -1,16 +1,17 @@
 """Trains a tiny decoder-only language model with rotary positions.
 
-The model has no position embedding: each `MultiHeadSelfAttention` applies
-keras_hub's `RotaryEmbedding` to its queries and keys
-(`rotary_embedding=`), with grouped-query attention
-(`num_key_value_heads`) and a causal sliding window (`sliding_window`),
-in pre-LN residual blocks with a feed-forward network. The data are
-generated (nothing is downloaded): each sequence is a random half repeated
-once, so each token of the second half is the one `length / 2` positions
-back, which attention can only find from positions. It reports the
-held-out loss and the next-token accuracy on the second half;
-`--no-rotary` trains the same model without any positions to compare.
-The last line printed is a JSON summary.
+The model has no position embedding: its Mistral-style
+`TransformerDecoderBlock`s apply keras_hub's `RotaryEmbedding` to the
+queries and keys (`rotary_embedding=`), with grouped-query attention
+(`num_key_value_heads`), a causal sliding window (`sliding_window`), RMS
+norms before each sub-layer and a SwiGLU feed-forward network, all as
+block options (see docs/attention-options.md). The data are generated
+(nothing is downloaded): each sequence is a random half repeated once, so
+each token of the second half is the one `length / 2` positions back,
+which attention can only find from positions. It reports the held-out
+loss and the next-token accuracy on the second half; `--no-rotary` trains
+the same model without any positions to compare. The last line printed is
+a JSON summary.
 
     python examples/rotary_language_model.py
 """
@@ -39,22 +40,22 @@ def build_model(
     tokens = keras.Input((None,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(vocabulary_size, hidden_dim)(tokens)
     for i in range(num_layers):
-        y = keras.layers.LayerNormalization(name=f"attention_norm_{i}")(x)
-        y = keras_mha.MultiHeadSelfAttention(
+        x = keras_mha.TransformerDecoderBlock(
             num_heads,
+            intermediate_dim=intermediate_dim,
             num_key_value_heads=num_key_value_heads,
-            use_causal_mask=True,
             sliding_window=sliding_window,
             rotary_embedding=(
                 keras_hub.layers.RotaryEmbedding() if rotary else None
             ),
-            name=f"attention_{i}",
-        )(y)
-        x = keras.layers.Add()([x, y])
-        y = keras.layers.LayerNormalization(name=f"ffn_norm_{i}")(x)
-        y = keras.layers.Dense(intermediate_dim, activation="gelu")(y)
-        x = keras.layers.Add()([x, keras.layers.Dense(hidden_dim)(y)])
-    x = keras.layers.LayerNormalization(name="final_norm")(x)
+            norm_first=True,
+            normalization="rms_norm",
+            use_gated_feedforward=True,
+            activation="silu",
+            use_bias=False,
+            name=f"block_{i}",
+        )(x)
+    x = keras.layers.RMSNormalization(name="final_norm")(x)
     logits = keras.layers.Dense(vocabulary_size, name="logits")(x)
     return keras.Model(tokens, logits)
 

@@ -8,7 +8,10 @@ h head width.
 The heads come first, `(b, n, t, h)`, so that q k^T and p v are plain
 batched matrix products with no transposes around them. Long sequences run
 in chunks with a running softmax (`chunked_attention`), so memory grows
-with the sequence length rather than its square.
+with the sequence length rather than its square. What turns `q . k` into
+logits (the scale, the soft cap, a bias, ALiBi) is one object, `_Scores`,
+that every path applies, so an option behaves the same on the fused,
+explicit and chunked paths; an option left off adds no op.
 """
 
 import math

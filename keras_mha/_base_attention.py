@@ -154,10 +154,8 @@ class BaseAttention(PackageLayer):
         )
         self.dropout = check_rate("dropout", dropout)
         self.use_bias = check_bool("use_bias", use_bias)
-        self.use_output_bias = (
-            None
-            if use_output_bias is None
-            else check_bool("use_output_bias", use_output_bias)
+        self.use_output_bias = check_bool(
+            "use_output_bias", use_output_bias, allow_none=True
         )
         self.use_query_key_norm = check_bool(
             "use_query_key_norm", use_query_key_norm

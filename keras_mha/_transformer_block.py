@@ -27,6 +27,25 @@ from keras_mha.distribution import check_split
 from keras_mha.multi_head_self_attention import MultiHeadSelfAttention
 
 
+def attention_sublayer(layer, return_scores, *args, cache=None, **kwargs):
+    """Calls an attention layer; returns `(outputs, (scores, cache))`.
+
+    `scores` is `None` unless `return_scores`, and `cache` is `None`
+    unless one is given: the fixed structure `_residuals` passes on.
+    """
+    outputs, scores, cache = unpack_outputs(
+        layer(
+            *args,
+            return_attention_scores=return_scores,
+            cache=cache,
+            **kwargs,
+        ),
+        return_scores,
+        cache is not None,
+    )
+    return outputs, (scores, cache)
+
+
 class TransformerBlock(PackageLayer):
     """Base of `TransformerEncoderBlock` and `TransformerDecoderBlock`.
 
@@ -87,10 +106,8 @@ class TransformerBlock(PackageLayer):
         self.use_gated_feedforward = check_bool(
             "use_gated_feedforward", use_gated_feedforward
         )
-        self.use_feedforward_bias = (
-            None
-            if use_feedforward_bias is None
-            else check_bool("use_feedforward_bias", use_feedforward_bias)
+        self.use_feedforward_bias = check_bool(
+            "use_feedforward_bias", use_feedforward_bias, allow_none=True
         )
         self.use_post_attention_norm = check_bool(
             "use_post_attention_norm", use_post_attention_norm
@@ -281,11 +298,22 @@ class TransformerBlock(PackageLayer):
         sum f(norm_f(x))`, with `shared_input_norm` the self-attention's
         input norm for all. Returns `x` and the list of extras.
         """
-        extras = []
+        extras, normed = [], {}
         total = x
         for prefix, fn in sublayers:
-            norm = getattr(self, f"{prefix}_norm") or self.self_attention_norm
-            y, extra = fn(norm(x) if self.norm_first else x)
+            norm = getattr(self, f"{prefix}_norm")
+            if norm is None:  # shared_input_norm
+                norm = self.self_attention_norm
+            if not self.norm_first:
+                inputs = x
+            elif self.parallel_residual:
+                # Every branch reads the same x: one norm call each norm.
+                if norm.name not in normed:
+                    normed[norm.name] = norm(x)
+                inputs = normed[norm.name]
+            else:
+                inputs = norm(x)
+            y, extra = fn(inputs)
             extras.append(extra)
             post_norm = getattr(self, f"{prefix}_post_norm")
             if post_norm is not None:
@@ -300,23 +328,18 @@ class TransformerBlock(PackageLayer):
         return (total if self.parallel_residual else x), extras
 
     def _self_attend(self, x, mask, attention_mask, training, scores, cache):
-        """Self-attention; returns `(outputs, (scores, cache))`, `None`
-        for what was not asked for."""
+        """Self-attention; returns `(outputs, (scores, cache))`."""
         cache, index = cache
-        outputs, scores, cache = unpack_outputs(
-            self.self_attention(
-                x,
-                mask=mask,
-                attention_mask=attention_mask,
-                training=training,
-                return_attention_scores=scores,
-                cache=cache,
-                cache_update_index=index,
-            ),
+        return attention_sublayer(
+            self.self_attention,
             scores,
-            cache is not None,
+            x,
+            mask=mask,
+            attention_mask=attention_mask,
+            training=training,
+            cache=cache,
+            cache_update_index=index,
         )
-        return outputs, (scores, cache)
 
     def _ffn_sublayer(self, x):
         return feedforward(self, x), None

@@ -143,11 +143,15 @@ def check_choice(name, value, choices):
     return value
 
 
-def check_bool(name, value):
-    """A Python or NumPy bool; `"no"`, `0` or `None` are not taken as one."""
+def check_bool(name, value, allow_none=False):
+    """A Python or NumPy bool; `"no"`, `0` or `None` are not taken as one
+    (`None` is, with `allow_none`)."""
+    if value is None and allow_none:
+        return value
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(
-            f"`{name}` expected True or False. Received: {name}={value!r}"
+            f"`{name}` expected True or False"
+            f"{', or None' if allow_none else ''}. Received: {name}={value!r}"
         )
     return bool(value)
 

@@ -37,6 +37,10 @@ class MultiHeadAttention(BaseAttention):
     index, the keys and values of this call's `value` are written into the
     cache at that position first.
 
+    The attention computation itself is one method,
+    `_compute_attention`, which a subclass overrides to change the scores
+    (see docs/attention-options.md).
+
     Padding masks are taken from the inputs' Keras masks (for example from
     `keras.layers.Embedding(mask_zero=True)`) or from `query_mask` and
     `value_mask`. A query that may attend to no key (a padded query, or
@@ -103,6 +107,30 @@ class MultiHeadAttention(BaseAttention):
             `keras_hub.layers.RotaryEmbedding()`. The layer uses a copy,
             in its own dtype policy; the copy's config is saved in the
             layer's. Defaults to `None`.
+        use_output_bias: bool. Whether the output projection has a bias.
+            Defaults to `None`, which follows `use_bias`.
+        use_query_key_norm: bool. Whether the projected queries and keys
+            are RMS-normalized over the head width before the rotary
+            embedding, each with one learned `(key_dim,)` scale shared by
+            the heads (`query_norm`, `key_norm`; Qwen 3, Gemma 3).
+            Defaults to `False`.
+        query_key_norm_epsilon: float. Epsilon of those norms. Defaults
+            to `1e-6`.
+        attention_logit_soft_cap: float. Caps the logits softly,
+            `cap * tanh(logits / cap)` (Gemma 2), after the scale and
+            before any bias. The fused kernels do not apply it, so these
+            calls run the explicit or chunked path. Defaults to `None`.
+        attention_scale: float. The factor on `q . k`. Defaults to
+            `None`, which uses `key_dim ** -0.5`.
+        rotary_fraction: float in (0, 1]. The share of each head's
+            query/key dimensions that `rotary_embedding` rotates: the
+            first `int(key_dim * rotary_fraction)`, which must be even;
+            the others pass through (GPT-NeoX). Defaults to `1.0`.
+        use_alibi: bool. Whether ALiBi biases, `slope * (j - i)` with the
+            standard slopes for `num_heads`, are added to the logits (the
+            probabilities of BLOOM and keras_hub's `AlibiBias`); query
+            positions count from `cache_update_index`. Defaults to
+            `False`.
         **kwargs: other arguments of `keras.layers.Layer`, such as `name`
             and `dtype`.
 

@@ -28,7 +28,10 @@ class MultiHeadSelfAttention(BaseAttention):
     `key_dim`, `value_dim`, `output_dim`, `dropout`, `use_bias`,
     `use_causal_mask`, `flash_attention`, the initializers, regularizers
     and constraints, `seed`, `attention_chunk_size`,
-    `num_key_value_heads`, `sliding_window` and `use_gate`); the two
+    `num_key_value_heads`, `sliding_window`, `use_gate`,
+    `rotary_embedding`, `use_output_bias`, `use_query_key_norm`,
+    `query_key_norm_epsilon`, `attention_logit_soft_cap`,
+    `attention_scale`, `rotary_fraction` and `use_alibi`); the two
     layers are siblings with their own call signatures. Self-attention
     has no `compute_cache` (a cache of a fixed source is
     cross-attention's): fill a cache from

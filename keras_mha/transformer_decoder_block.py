@@ -5,8 +5,8 @@ import keras
 from keras.src.backend import get_keras_mask
 
 from keras_mha._transformer_block import TransformerBlock
+from keras_mha._transformer_block import attention_sublayer
 from keras_mha._utils import pack_outputs
-from keras_mha._utils import unpack_outputs
 from keras_mha._validation import check_attention_mask
 from keras_mha._validation import check_float_dtype
 from keras_mha._validation import check_mask_shape
@@ -27,21 +27,19 @@ class TransformerDecoderBlock(TransformerBlock):
     `encoder_sequence`, it is the block of a decoder-only language model.
 
     Args:
-        num_heads: int. Number of attention heads; must divide the width.
+        num_heads: int. Number of attention heads; must divide the width
+            unless `key_dim` is given.
         intermediate_dim: int. Hidden width of the feed-forward network.
-        dropout: float in [0, 1). Dropout rate on the attention
-            probabilities and on each sub-layer's output. Defaults to `0.0`.
-        activation: activation of the feed-forward network. Defaults to
-            `"relu"`.
-        norm_first: bool. Pre-LN if `True`, post-LN if `False`. Defaults to
-            `False`.
-        layer_norm_epsilon: float. Epsilon of the layer norms. Defaults to
-            `1e-5`.
-        kernel_initializer: initializer of all kernels. Defaults to
-            `"glorot_uniform"`.
-        bias_initializer: initializer of all biases. Defaults to `"zeros"`.
-        flash_attention: `None`, `True` or `False`, as in
-            `MultiHeadAttention`. Defaults to `None`.
+        **options: the other arguments of `TransformerEncoderBlock`, with
+            the same meanings and defaults (see docs/attention-options.md).
+            The cross-attention takes the attention options that are not
+            about positions (`key_dim`, `num_key_value_heads`, `use_bias`,
+            `use_output_bias`, `use_gate`, `use_query_key_norm`,
+            `attention_logit_soft_cap`, `attention_scale`,
+            `attention_chunk_size`, `flash_attention`); `rotary_embedding`,
+            `rotary_fraction`, `use_alibi` and `sliding_window` apply to
+            the self-attention only. With `parallel_residual`, the
+            cross-attention is one more parallel branch.
         **kwargs: other arguments of `keras.layers.Layer`, such as `name`
             and `dtype`.
 
@@ -59,8 +57,8 @@ class TransformerDecoderBlock(TransformerBlock):
             mask; as in `keras.layers.MultiHeadAttention`, also
             `(target_length, target_length)` or `(batch, num_heads,
             target_length, target_length)`, any axis of which may be 1.
-        self_attention_cache: optional `(batch, 2, num_heads, max_length,
-            head_dim)` key/value cache of the self-attention, from
+        self_attention_cache: optional `(batch, 2, num_key_value_heads,
+            max_length, key_dim)` key/value cache of the self-attention, from
             `get_initial_cache`, for step-by-step decoding. The keys and
             values of `decoder_sequence` are written into it at
             `self_attention_cache_update_index`, and the queries attend to
@@ -74,8 +72,8 @@ class TransformerDecoderBlock(TransformerBlock):
             fit: `0 <= index` and `index + target_length <= max_length`,
             checked (as the caches' batch size and dtype) for ints and
             eager tensors; see `MultiHeadSelfAttention` for traced ones.
-        cross_attention_cache: optional `(batch, 2, num_heads,
-            source_length, head_dim)` keys and values of the encoder
+        cross_attention_cache: optional `(batch, 2, num_key_value_heads,
+            source_length, key_dim)` keys and values of the encoder
             output, from `compute_cross_attention_cache`. With it,
             `encoder_sequence` may be `None`.
         training: bool. Whether dropout is active.
@@ -318,20 +316,16 @@ class TransformerDecoderBlock(TransformerBlock):
         With a `cache`, the encoder's keys and values come from it and
         `encoder_sequence` may be `None`.
         """
-        outputs, scores, cache = unpack_outputs(
-            self.cross_attention(
-                x,
-                None if cache is not None else encoder_sequence,
-                query_mask=decoder_padding_mask,
-                value_mask=encoder_padding_mask,
-                training=training,
-                return_attention_scores=return_scores,
-                cache=cache,
-            ),
+        return attention_sublayer(
+            self.cross_attention,
             return_scores,
-            cache is not None,
+            x,
+            None if cache is not None else encoder_sequence,
+            query_mask=decoder_padding_mask,
+            value_mask=encoder_padding_mask,
+            training=training,
+            cache=cache,
         )
-        return outputs, (scores, cache)
 
     def get_initial_cache(self, batch_size, max_length):
         """An empty self-attention cache for decoding up to `max_length`.
@@ -341,8 +335,9 @@ class TransformerDecoderBlock(TransformerBlock):
             max_length: int. Number of positions the cache holds.
 
         Returns:
-            A `(batch_size, 2, num_heads, max_length, head_dim)` tensor of
-            zeros: keys (`[:, 0]`) and values (`[:, 1]`), heads first.
+            A `(batch_size, 2, num_key_value_heads, max_length, key_dim)`
+            tensor of zeros: keys (`[:, 0]`) and values (`[:, 1]`), heads
+            first (`num_key_value_heads` defaults to `num_heads`).
         """
         self._check_built("get_initial_cache")
         return self.self_attention.get_initial_cache(batch_size, max_length)
@@ -357,7 +352,8 @@ class TransformerDecoderBlock(TransformerBlock):
             encoder_sequence: `(batch, source_length, encoder_width)` tensor.
 
         Returns:
-            A `(batch, 2, num_heads, source_length, head_dim)` tensor.
+            A `(batch, 2, num_key_value_heads, source_length, key_dim)`
+            tensor.
         """
         self._check_built("compute_cross_attention_cache")
         if not self._has_cross_attention:

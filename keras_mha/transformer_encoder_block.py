@@ -18,24 +18,54 @@ class TransformerEncoderBlock(TransformerBlock):
     (`Dense(intermediate_dim, activation)` then `Dense(width)`), each wrapped
     in a residual connection with dropout and layer normalization: "Add &
     Norm" after the sub-layer (post-LN, as in the paper) by default, or the
-    norm before the sub-layer (pre-LN) with `norm_first=True`.
+    norm before the sub-layer (pre-LN) with `norm_first=True`. The options
+    of today's models (RMS norm, gated feed-forward, post norms, parallel
+    residual, and every option of the attention layers, handed down to
+    them) make the blocks of Llama, Gemma, Qwen or GPT-NeoX: see
+    docs/attention-options.md.
 
     Args:
-        num_heads: int. Number of attention heads; must divide the width.
+        num_heads: int. Number of attention heads; must divide the width
+            unless `key_dim` is given.
         intermediate_dim: int. Hidden width of the feed-forward network.
         dropout: float in [0, 1). Dropout rate on the attention
             probabilities and on each sub-layer's output. Defaults to `0.0`.
-        activation: activation of the feed-forward network. Defaults to
-            `"relu"`.
+        activation: activation of the feed-forward network, a Keras name,
+            `"keras_mha>gelu_approximate"` (the tanh GELU) or a callable.
+            Defaults to `"relu"`.
         norm_first: bool. Pre-LN if `True`, post-LN if `False`. Defaults to
             `False`.
-        layer_norm_epsilon: float. Epsilon of the layer norms. Defaults to
-            `1e-5`.
+        layer_norm_epsilon: float. Epsilon of every norm of the block, the
+            query/key norms included. Defaults to `1e-5`.
         kernel_initializer: initializer of all kernels. Defaults to
             `"glorot_uniform"`.
         bias_initializer: initializer of all biases. Defaults to `"zeros"`.
-        flash_attention: `None`, `True` or `False`, as in
-            `MultiHeadAttention`. Defaults to `None`.
+        flash_attention, key_dim, num_key_value_heads, use_bias,
+            use_output_bias, use_gate, attention_chunk_size,
+            use_query_key_norm, attention_logit_soft_cap, attention_scale,
+            sliding_window, rotary_embedding, rotary_fraction, use_alibi:
+            the options of the self-attention, as in `MultiHeadAttention`
+            (same names, same defaults), checked by it when the block is
+            constructed.
+        normalization: `"layer_norm"` or `"rms_norm"` (`x * rsqrt(mean(x^2)
+            + eps) * scale`, in float32). Defaults to `"layer_norm"`.
+        use_gated_feedforward: bool. Whether the feed-forward network is
+            gated, `down(activation(gate(x)) * up(x))` (SwiGLU with
+            `"silu"`, GeGLU with a GELU), with the gate `ffn_gate`.
+            Defaults to `False`.
+        use_feedforward_bias: bool. Whether the feed-forward layers have
+            biases. Defaults to `None`, which follows `use_bias`.
+        use_post_attention_norm: bool. Whether the attention output is
+            normalized before the residual add (Gemma 2/3). Defaults to
+            `False`.
+        use_post_feedforward_norm: bool. The same for the feed-forward
+            output. Defaults to `False`.
+        parallel_residual: bool. Whether the sub-layers run in parallel on
+            the input, `x + attention(norm_a(x)) + ffn(norm_f(x))`
+            (GPT-NeoX); needs `norm_first=True`. Defaults to `False`.
+        shared_input_norm: bool. With `parallel_residual`, one input norm
+            feeds every sub-layer (Falcon, GPT-J, Phi-2). Defaults to
+            `False`.
         **kwargs: other arguments of `keras.layers.Layer`, such as `name`
             and `dtype`.
 

@@ -319,9 +319,11 @@ def test_layer_contract_with_every_option(layer_cls, inputs, tmp_path):
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-@pytest.mark.parametrize("path", ["explicit", "chunked"])
-def test_mixed_precision_is_close_to_float32(policy, path):
-    kwargs = dict(key_dim=KEY_DIM, **OPTIONS["all"], **PATHS[path])
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("option", ["all", "causal_alibi"])
+def test_mixed_precision_is_close_to_float32(option, path, policy):
+    _skip_fused_on_tensorflow(path)
+    kwargs = dict(key_dim=KEY_DIM, **OPTIONS[option], **PATHS[path])
     query, _ = _inputs(6)
     reference = keras_mha.MultiHeadSelfAttention(HEADS, **kwargs)
     expected = _np(reference(query))

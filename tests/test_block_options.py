@@ -9,6 +9,10 @@ full call; the layer contract with every option; mixed precision close to
 float32; bad options name the block's argument.
 """
 
+import inspect
+import os
+import re
+
 import keras
 import keras_hub
 import numpy as np
@@ -396,3 +400,32 @@ def test_the_block_of_the_brief_builds():
 def test_bad_options_name_the_block_argument(block_cls, kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
         block_cls(HEADS, intermediate_dim=FFN, **kwargs)
+
+
+DOCS = os.path.join(os.path.dirname(__file__), "..", "docs")
+
+
+def _page():
+    with open(os.path.join(DOCS, "attention-options.md")) as f:
+        return f.read()
+
+
+def test_the_documented_snippets_run():
+    """The family blocks and the subclass of docs/attention-options.md."""
+    blocks = re.findall(r"```python\n(.*?)```", _page(), re.DOTALL)
+    assert len(blocks) == 3
+    namespace = {}
+    for code in blocks:
+        exec(compile(code, "attention-options.md", "exec"), namespace)
+    for name in ("llama", "gemma2", "gemma3", "qwen3", "gpt_neox"):
+        assert isinstance(namespace[name], keras_mha.TransformerDecoderBlock)
+    assert namespace["gemma2"].self_attention.attention_logit_soft_cap == 50
+    assert namespace["gpt_neox"].parallel_residual
+
+
+def test_the_page_lists_every_block_option():
+    page = _page()
+    signature = inspect.signature(keras_mha.TransformerDecoderBlock.__init__)
+    names = [n for n in signature.parameters if n not in ("self", "kwargs")]
+    missing = [n for n in names if f"`{n}`" not in page]
+    assert not missing, missing

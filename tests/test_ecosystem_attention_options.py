@@ -2,8 +2,9 @@
 
 Each option, alone and combined, on both attention layers and on each
 attention path (the fused kernel where the backend has one, the explicit
-softmax, and chunked attention), equals a NumPy reference written from the
-equations: grouped-query attention (query head `i` reads key/value head
+softmax, and chunked attention), equals the NumPy reference of
+tests/reference.py, written from the equations: grouped-query attention
+(query head `i` reads key/value head
 `i // (num_heads // num_key_value_heads)`), a `|i - j| < sliding_window`
 band (with the causal mask, the Mistral window), and a sigmoid gate of the
 query on the heads' outputs. Cached decoding with all options equals the
@@ -17,7 +18,7 @@ import pytest
 
 import keras_mha
 from tests.layer_test_case import run_layer_test
-from tests.reference import softmax
+from tests.reference import attention_with_options
 
 B, T, S, D, HEADS, KEY_DIM = 2, 7, 6, 24, 4, 2
 BACKEND = keras.backend.backend()
@@ -47,63 +48,6 @@ def _np(x):
     return keras.ops.convert_to_numpy(x)
 
 
-def _weights(layer):
-    """`(wq, bq, wk, bk, wv, bv, wg, bg, wo, bo)`, kernels `(d, n, h)`."""
-    n, hk = layer.num_heads, layer._key_dim
-    if hasattr(layer, "qkv_dense"):
-        kernel, bias = _np(layer.qkv_dense.kernel), _np(layer.qkv_dense.bias)
-        d, n_kv, _ = kernel.shape
-        g = n // n_kv
-        wq = kernel[..., : g * hk].reshape(d, n, hk)
-        bq = bias[..., : g * hk].reshape(n, hk)
-        wk, bk = (
-            kernel[..., g * hk : (g + 1) * hk],
-            bias[:, g * hk : (g + 1) * hk],
-        )
-        wv, bv = kernel[..., (g + 1) * hk :], bias[:, (g + 1) * hk :]
-    else:
-        wq, bq = _np(layer.query_dense.kernel), _np(layer.query_dense.bias)
-        wk, bk = _np(layer.key_dense.kernel), _np(layer.key_dense.bias)
-        wv, bv = _np(layer.value_dense.kernel), _np(layer.value_dense.bias)
-    wg = bg = None
-    if layer.use_gate:
-        wg, bg = _np(layer.gate_dense.kernel), _np(layer.gate_dense.bias)
-    wo, bo = _np(layer.output_dense.kernel), _np(layer.output_dense.bias)
-    return wq, bq, wk, bk, wv, bv, wg, bg, wo, bo
-
-
-def reference(layer, query, value, query_mask, key_mask):
-    """The layer's outputs, from its weights and the equations."""
-    wq, bq, wk, bk, wv, bv, wg, bg, wo, bo = _weights(layer)
-    group = wq.shape[1] // wk.shape[1]
-    q = np.einsum("btd,dnh->btnh", query, wq) + bq
-    k = np.einsum("bsd,dnh->bsnh", value, wk) + bk
-    v = np.einsum("bsd,dnh->bsnh", value, wv) + bv
-    if layer.rotary_embedding is not None:
-        # keras_hub's RotaryEmbedding, on (b, t, n, h), positions from 0.
-        rotary = keras_hub.layers.RotaryEmbedding()
-        q, k = _np(rotary(q)), _np(rotary(k))
-    # Query head i reads key/value head i // group.
-    k, v = np.repeat(k, group, axis=2), np.repeat(v, group, axis=2)
-    logits = np.einsum("btnh,bsnh->bnts", q, k) / np.sqrt(q.shape[-1])
-    i = np.arange(query.shape[1])[:, None]
-    j = np.arange(value.shape[1])[None]
-    mask = query_mask[:, :, None] & key_mask[:, None, :]  # (b, t, s)
-    if layer.use_causal_mask:
-        mask = mask & (j <= i)
-    if layer.sliding_window is not None:
-        mask = mask & (np.abs(i - j) < layer.sliding_window)
-    mask = np.broadcast_to(mask[:, None], logits.shape)
-    with np.errstate(invalid="ignore"):  # Rows with no visible key.
-        probs = softmax(np.where(mask, logits, -np.inf))
-    probs = np.where(mask, np.nan_to_num(probs), 0.0)
-    heads = np.einsum("bnts,bsnh->btnh", probs, v)
-    if wg is not None:
-        gate = np.einsum("btd,dnh->btnh", query, wg) + bg
-        heads = heads / (1 + np.exp(-gate))
-    return np.einsum("btnh,nhd->btd", heads, wo) + bo
-
-
 def _inputs(seed=0):
     rng = np.random.default_rng(seed)
     query = rng.normal(size=(B, T, D)).astype("float32")
@@ -127,14 +71,18 @@ def test_option_matches_numpy_reference(layer_name, option, path):
     if layer_name == "self":
         layer = keras_mha.MultiHeadSelfAttention(HEADS, **kwargs)
         outputs = layer(query, mask=query_mask)
-        expected = reference(layer, query, query, query_mask, query_mask)
+        expected = attention_with_options(
+            layer, query, query, query_mask, query_mask
+        )
     else:
         layer = keras_mha.MultiHeadAttention(HEADS, **kwargs)
         key_mask = _masks(S, (4, S))
         outputs = layer(
             query, value, query_mask=query_mask, value_mask=key_mask
         )
-        expected = reference(layer, query, value, query_mask, key_mask)
+        expected = attention_with_options(
+            layer, query, value, query_mask, key_mask
+        )
     np.testing.assert_allclose(_np(outputs), expected, rtol=1e-4, atol=1e-5)
 
 
