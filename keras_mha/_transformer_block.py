@@ -78,6 +78,7 @@ class TransformerBlock(PackageLayer):
         use_gate=False,
         attention_chunk_size=None,
         use_query_key_norm=False,
+        query_key_norm_epsilon=None,
         attention_logit_soft_cap=None,
         attention_scale=None,
         sliding_window=None,
@@ -101,6 +102,9 @@ class TransformerBlock(PackageLayer):
         self.norm_first = check_bool("norm_first", norm_first)
         self.layer_norm_epsilon = check_positive_float(
             "layer_norm_epsilon", layer_norm_epsilon
+        )
+        self.query_key_norm_epsilon = check_positive_float(
+            "query_key_norm_epsilon", query_key_norm_epsilon, allow_none=True
         )
         self.normalization = check_normalization(normalization)
         self.use_gated_feedforward = check_bool(
@@ -143,7 +147,7 @@ class TransformerBlock(PackageLayer):
             num_heads,
             use_causal_mask=self._causal,
             dropout=dropout,
-            query_key_norm_epsilon=self.layer_norm_epsilon,
+            query_key_norm_epsilon=self._query_key_norm_epsilon(),
             dtype=self.dtype_policy,
             name="self_attention",
             **self._initializers(),
@@ -206,12 +210,18 @@ class TransformerBlock(PackageLayer):
             if positional or name not in POSITIONAL_OPTIONS
         }
 
+    def _query_key_norm_epsilon(self):
+        """The query/key norms' epsilon: the block's unless set apart."""
+        if self.query_key_norm_epsilon is None:
+            return self.layer_norm_epsilon
+        return self.query_key_norm_epsilon
+
     def _cross_attention_kwargs(self):
         """What a cross-attention layer of the block is made with."""
         return dict(
             num_heads=self.num_heads,
             dropout=self.dropout,
-            query_key_norm_epsilon=self.layer_norm_epsilon,
+            query_key_norm_epsilon=self._query_key_norm_epsilon(),
             dtype=self.dtype_policy,
             **self._initializers(),
             **self._attention_options(positional=False),
@@ -268,6 +278,12 @@ class TransformerBlock(PackageLayer):
                 name="ffn_gate",
                 **dense,
                 **self._initializers(),
+            )
+            check_split(
+                self,
+                "ffn_gate",
+                [(width, "width")],
+                [(self.intermediate_dim, "intermediate_dim")],
             )
             self.ffn_gate.build(input_shape)
         self.ffn_intermediate = keras.layers.Dense(
@@ -359,6 +375,7 @@ class TransformerBlock(PackageLayer):
             "activation": keras.activations.serialize(self.activation),
             "norm_first": self.norm_first,
             "layer_norm_epsilon": self.layer_norm_epsilon,
+            "query_key_norm_epsilon": self.query_key_norm_epsilon,
             "kernel_initializer": keras.initializers.serialize(
                 self.kernel_initializer
             ),

@@ -16,8 +16,8 @@ import numpy as np
 _QKV_KERNEL = r"(.*/)?(qkv|query|key|value)/kernel"  # (d, n, h)
 _QKV_BIAS = r"(.*/)?(qkv|query|key|value)/bias"  # (n, h)
 _OUTPUT_KERNEL = r"(.*/)?attention_output/kernel"  # (n, h, d)
-_FFN_IN_KERNEL = r"(.*/)?ffn_intermediate/kernel"  # (d, f)
-_FFN_IN_BIAS = r"(.*/)?ffn_intermediate/bias"  # (f,)
+_FFN_IN_KERNEL = r"(.*/)?(ffn_intermediate|ffn_gate)/kernel"  # (d, f)
+_FFN_IN_BIAS = r"(.*/)?(ffn_intermediate|ffn_gate)/bias"  # (f,)
 _FFN_OUT_KERNEL = r"(.*/)?ffn_output/kernel"  # (f, d)
 
 
@@ -34,10 +34,10 @@ def get_layout_map(
     and value kernels `(width, num_heads, head_dim)` and their biases on
     their heads axis, the output kernel `(num_heads, head_dim, width)` on
     its heads axis. The feed-forward network is split on its hidden units:
-    `ffn_intermediate` by columns, `ffn_output` by rows. Everything else
-    (layer norms, output biases, and layers that are not the package's,
-    such as embeddings) stays replicated; add entries to the returned map
-    for them. The batch of the inputs is split over
+    `ffn_intermediate` (and the gate `ffn_gate`) by columns, `ffn_output`
+    by rows. Everything else (layer norms, output biases, and layers that
+    are not the package's, such as embeddings) stays replicated; add
+    entries to the returned map for them. The batch of the inputs is split over
     `data_parallel_dim_name` by `keras.distribution.ModelParallel`.
 
     `num_heads` (`num_key_value_heads` for self-attention's fused

@@ -30,8 +30,9 @@ class TransformerDecoderBlock(TransformerBlock):
         num_heads: int. Number of attention heads; must divide the width
             unless `key_dim` is given.
         intermediate_dim: int. Hidden width of the feed-forward network.
-        **options: the other arguments of `TransformerEncoderBlock`, with
-            the same meanings and defaults (see docs/attention-options.md).
+        **kwargs: the other arguments of `TransformerEncoderBlock`, with
+            the same meanings and defaults (see docs/attention-options.md),
+            and those of `keras.layers.Layer`, such as `name` and `dtype`.
             The cross-attention takes the attention options that are not
             about positions (`key_dim`, `num_key_value_heads`, `use_bias`,
             `use_output_bias`, `use_gate`, `use_query_key_norm`,
@@ -40,8 +41,6 @@ class TransformerDecoderBlock(TransformerBlock):
             `rotary_fraction`, `use_alibi` and `sliding_window` apply to
             the self-attention only. With `parallel_residual`, the
             cross-attention is one more parallel branch.
-        **kwargs: other arguments of `keras.layers.Layer`, such as `name`
-            and `dtype`.
 
     Call arguments:
         decoder_sequence: `(batch, target_length, width)` float tensor.

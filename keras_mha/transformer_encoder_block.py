@@ -36,17 +36,44 @@ class TransformerEncoderBlock(TransformerBlock):
         norm_first: bool. Pre-LN if `True`, post-LN if `False`. Defaults to
             `False`.
         layer_norm_epsilon: float. Epsilon of every norm of the block, the
-            query/key norms included. Defaults to `1e-5`.
+            query/key norms included unless `query_key_norm_epsilon` is
+            set. Defaults to `1e-5`.
+        query_key_norm_epsilon: float. Epsilon of the query/key norms
+            (`use_query_key_norm`) when it differs from the block's
+            (keras_hub's Qwen 3 keeps 1e-5). Defaults to `None`, which
+            uses `layer_norm_epsilon`.
         kernel_initializer: initializer of all kernels. Defaults to
             `"glorot_uniform"`.
         bias_initializer: initializer of all biases. Defaults to `"zeros"`.
-        flash_attention, key_dim, num_key_value_heads, use_bias,
-            use_output_bias, use_gate, attention_chunk_size,
-            use_query_key_norm, attention_logit_soft_cap, attention_scale,
-            sliding_window, rotary_embedding, rotary_fraction, use_alibi:
-            the options of the self-attention, as in `MultiHeadAttention`
-            (same names, same defaults), checked by it when the block is
-            constructed.
+        flash_attention: `None`, `True` or `False`, as in
+            `MultiHeadAttention`. Defaults to `None`.
+        key_dim: int. Head width of queries and keys. Defaults to `None`,
+            which uses `width // num_heads`.
+        num_key_value_heads: int. Key/value heads of grouped-query
+            attention. Defaults to `None`, which uses `num_heads`.
+        use_bias: bool. Biases of the query/key/value projections.
+            Defaults to `True`.
+        use_output_bias: bool. Bias of the attention output projection.
+            Defaults to `None`, which follows `use_bias`.
+        use_gate: bool. Sigmoid gate on the heads' outputs. Defaults to
+            `False`.
+        attention_chunk_size: int. Block size of the chunked attention.
+            Defaults to `None` (automatic).
+        use_query_key_norm: bool. RMS norm of queries and keys over the
+            head width. Defaults to `False`.
+        attention_logit_soft_cap: float. Soft cap of the logits. Defaults
+            to `None`.
+        attention_scale: float. Factor on `q . k`. Defaults to `None`,
+            which uses `key_dim ** -0.5`.
+        sliding_window: int. Attention window. Defaults to `None`.
+        rotary_embedding: a rotary position layer on queries and keys.
+            Defaults to `None`.
+        rotary_fraction: float. Share of each head that rotates. Defaults
+            to `1.0`.
+        use_alibi: bool. ALiBi biases on the logits. Defaults to `False`.
+            These attention options are handed to the self-attention
+            under the same names, as in `MultiHeadAttention`, and checked
+            by it when the block is constructed.
         normalization: `"layer_norm"` or `"rms_norm"` (`x * rsqrt(mean(x^2)
             + eps) * scale`, in float32). Defaults to `"layer_norm"`.
         use_gated_feedforward: bool. Whether the feed-forward network is

@@ -411,9 +411,9 @@ def _page():
 
 
 def test_the_documented_snippets_run():
-    """The family blocks and the subclass of docs/attention-options.md."""
+    """The layer, family blocks and subclass of docs/attention-options.md."""
     blocks = re.findall(r"```python\n(.*?)```", _page(), re.DOTALL)
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     namespace = {}
     for code in blocks:
         exec(compile(code, "attention-options.md", "exec"), namespace)

@@ -97,7 +97,7 @@ MODERN = {
         "Qwen3Backbone",
         {
             # keras_hub's query/key norms keep their own epsilon, 1e-5,
-            # whatever the backbone's: equal where the two agree.
+            # whatever the backbone's: both cases equal.
             "head_dim6_qk_norm": dict(
                 **GQA, head_dim=6, intermediate_dim=12, layer_norm_epsilon=1e-5
             ),
@@ -114,13 +114,7 @@ CAUSAL_LMS = {
     "mistral": "MistralCausalLM",
     "qwen": "QwenCausalLM",
 }
-# Qwen 3's query/key norms take epsilon 1e-5 in keras_hub, ours the
-# blocks' `layer_norm_epsilon`: the blocks have no separate option yet.
-KNOWN_GAPS = {
-    ("qwen3", "qk_norm_epsilon_1e-6"): pytest.mark.xfail(
-        strict=True, reason="no block option for the query/key norm epsilon"
-    )
-}
+KNOWN_GAPS = {}
 
 
 def _params(families):

@@ -57,6 +57,22 @@ def test_layout_map_shards_every_kernel_of_the_layers():
     assert not any("layer_norm" in path for path in sharded)
 
 
+def test_layout_map_shards_the_gate_of_a_gated_feed_forward():
+    """`ffn_gate` is split by columns like `ffn_intermediate`."""
+    layout_map = keras_mha.get_layout_map(_mesh(["cpu:0"] * 8))
+    block = keras_mha.TransformerEncoderBlock(
+        HEADS, intermediate_dim=FFN, use_gated_feedforward=True, name="gated"
+    )
+    block.build((BATCH, LENGTH, WIDTH))
+    layouts = {
+        v.path: layout_map[v.path] for v in block.weights if "ffn_" in v.path
+    }
+    for name in ("ffn_gate", "ffn_intermediate"):
+        assert tuple(layouts[f"gated/{name}/kernel"].axes) == (None, "model")
+        assert tuple(layouts[f"gated/{name}/bias"].axes) == ("model",)
+    assert tuple(layouts["gated/ffn_output/kernel"].axes) == ("model", None)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -326,7 +326,12 @@ _FAMILIES = (
         causal_lms=("Qwen3CausalLM",),
         causal=True,
         embeddings={"token": "token_embedding"},
-        block_options=_gated_decoder(use_query_key_norm=lambda config: True),
+        block_options=_gated_decoder(
+            use_query_key_norm=lambda config: True,
+            # keras_hub's query/key norms keep their default epsilon,
+            # whatever the backbone's `layer_norm_epsilon`.
+            query_key_norm_epsilon=lambda config: 1e-5,
+        ),
         block_weights=_gated_block(
             "self_attention_layernorm",
             "feedforward_layernorm",
