@@ -40,10 +40,12 @@ def python_blocks(text):
     return blocks
 
 
-def run_blocks(blocks, path, backend):
-    """Runs the blocks in order in one namespace; returns the namespace
-    and the reasons of the blocks left out."""
-    namespace = {"__name__": "__docs__"}
+def run_blocks(blocks, path, backend, namespace=None):
+    """Runs the blocks in order in one namespace (a new one, or the given
+    one to go on from earlier blocks); returns the namespace and the
+    reasons of the blocks left out."""
+    if namespace is None:
+        namespace = {"__name__": "__docs__"}
     left_out = []
     for block in blocks:
         if block.skip:

@@ -1,6 +1,7 @@
 """The README's code runs as written and does what the README says."""
 
 import importlib.util
+import json
 import pathlib
 
 import keras
@@ -37,6 +38,7 @@ def test_the_fifteen_line_model_trains_and_exports(tmp_path, monkeypatch):
     predicted = np.argmax(model.predict([ids, shifted], verbose=0), axis=-1)
     assert (predicted == ids).mean() >= 0.99
 
+    _check_the_other_sections(text, namespace, tmp_path)
     if left_out:
         assert BACKEND == "torch", left_out
         return
@@ -52,3 +54,33 @@ def test_the_fifteen_line_model_trains_and_exports(tmp_path, monkeypatch):
         keras.ops.convert_to_numpy(model([ids, shifted])),
         atol=1e-4,
     )
+
+
+def _check_the_other_sections(text, namespace, directory):
+    """The blocks after the fifteen-line model, run on from its namespace:
+    a Llama-style block, the copy model's heads, a converted preset (which
+    downloads, so it is marked skipped)."""
+    rest = text.split("## The layers at a glance", 1)[1]
+    blocks = python_blocks(rest)
+    assert len(blocks) == 3
+    _, left_out = run_blocks(blocks, README, BACKEND, namespace)
+    assert left_out == ["downloads a preset"]
+
+    llama = namespace["llama"]
+    assert llama.self_attention.num_key_value_heads == 2
+    assert llama.normalization == "rms_norm" and llama.use_gated_feedforward
+    # Four attention layers: the encoder's two, the decoder's two.
+    maps = namespace["maps"]
+    assert len(maps) == 4
+    for heads in maps.values():
+        assert heads.shape == (2, 4, 8, 8)
+        np.testing.assert_allclose(heads.sum(-1), 1.0, atol=1e-5)
+    # The saved view carries every layer's maps, cross-attention from the
+    # target's tokens to the source's.
+    page = (directory / "copy_heads.html").read_text(encoding="utf-8")
+    data = page.split('class="kmha-data">', 1)[1].split("</script>", 1)[0]
+    layers = json.loads(data)["layers"]
+    assert len(layers) == 4
+    (cross,) = [layer for layer in layers if layer["kind"] == "cross-attention"]
+    assert cross["queries"] == [str(t) for t in namespace["shifted"][0]]
+    assert cross["keys"] == [str(t) for t in namespace["ids"][0]]
