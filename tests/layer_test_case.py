@@ -39,6 +39,21 @@ def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 
 
+# The three attention paths, as the layers' options pick them: the fused
+# kernel where the backend has one, the explicit softmax, and chunks of 2.
+ATTENTION_PATHS = {
+    "fused": dict(flash_attention=None),
+    "explicit": dict(flash_attention=False),
+    "chunked": dict(flash_attention=False, attention_chunk_size=2),
+}
+
+
+def padding_masks(length, lengths):
+    """`(len(lengths), length)` boolean masks, True at each row's first
+    `lengths[i]` positions."""
+    return np.arange(length)[None] < np.array(lengths)[:, None]
+
+
 def decode_in_steps(step, inputs, steps, state=None):
     """Feeds `inputs` through `step` in chunks along the sequence axis.
 

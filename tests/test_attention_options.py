@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 
 import keras_mha
+from tests.layer_test_case import ATTENTION_PATHS
+from tests.layer_test_case import padding_masks
 from tests.layer_test_case import run_layer_test
+from tests.layer_test_case import to_numpy
 from tests.reference import alibi_slopes
 from tests.reference import attention_with_options
 
@@ -50,15 +53,6 @@ OPTIONS = {
         use_alibi=True,
     ),
 }
-PATHS = {
-    "fused": dict(flash_attention=None),
-    "explicit": dict(flash_attention=False),
-    "chunked": dict(flash_attention=False, attention_chunk_size=2),
-}
-
-
-def _np(x):
-    return keras.ops.convert_to_numpy(x)
 
 
 def _inputs(seed=0):
@@ -66,10 +60,6 @@ def _inputs(seed=0):
     query = rng.normal(size=(B, T, D)).astype("float32")
     value = rng.normal(size=(B, S, D)).astype("float32")
     return query, value
-
-
-def _masks(length, lengths):
-    return np.arange(length)[None] < np.array(lengths)[:, None]
 
 
 def _randomize_norms(layer):
@@ -85,14 +75,14 @@ def _skip_fused_on_tensorflow(path):
         pytest.skip("TensorFlow has no fused attention kernel")
 
 
-@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("path", list(ATTENTION_PATHS))
 @pytest.mark.parametrize("option", list(OPTIONS))
 @pytest.mark.parametrize("layer_name", ["self", "cross"])
 def test_option_matches_numpy_reference(layer_name, option, path):
     _skip_fused_on_tensorflow(path)
-    kwargs = dict(key_dim=KEY_DIM, **OPTIONS[option], **PATHS[path])
+    kwargs = dict(key_dim=KEY_DIM, **OPTIONS[option], **ATTENTION_PATHS[path])
     query, value = _inputs()
-    query_mask = _masks(T, (T, 5))
+    query_mask = padding_masks(T, (T, 5))
     if layer_name == "self":
         layer = keras_mha.MultiHeadSelfAttention(HEADS, **kwargs)
         layer.build(query.shape)
@@ -105,27 +95,29 @@ def test_option_matches_numpy_reference(layer_name, option, path):
         layer = keras_mha.MultiHeadAttention(HEADS, **kwargs)
         layer.build(query.shape, value.shape)
         _randomize_norms(layer)
-        key_mask = _masks(S, (4, S))
+        key_mask = padding_masks(S, (4, S))
         outputs = layer(
             query, value, query_mask=query_mask, value_mask=key_mask
         )
         expected = attention_with_options(
             layer, query, value, query_mask, key_mask
         )
-    np.testing.assert_allclose(_np(outputs), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        to_numpy(outputs), expected, rtol=1e-4, atol=1e-5
+    )
 
 
-@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("path", list(ATTENTION_PATHS))
 @pytest.mark.parametrize("option", ["causal_alibi", "all"])
 def test_cached_decoding_equals_the_full_call(option, path):
     _skip_fused_on_tensorflow(path)
     layer = keras_mha.MultiHeadSelfAttention(
-        HEADS, key_dim=KEY_DIM, **OPTIONS[option], **PATHS[path]
+        HEADS, key_dim=KEY_DIM, **OPTIONS[option], **ATTENTION_PATHS[path]
     )
     query, _ = _inputs(1)
     layer.build(query.shape)
     _randomize_norms(layer)
-    full = _np(layer(query))
+    full = to_numpy(layer(query))
     cache = layer.get_initial_cache(B, T)
     steps, index = [], 0
     # Uneven steps: a prompt of 3, then one token at a time.
@@ -135,7 +127,7 @@ def test_cached_decoding_equals_the_full_call(option, path):
             cache=cache,
             cache_update_index=index,
         )
-        steps.append(_np(step))
+        steps.append(to_numpy(step))
         index += length
     np.testing.assert_allclose(
         np.concatenate(steps, axis=1), full, rtol=1e-4, atol=1e-5
@@ -153,9 +145,9 @@ def test_cross_attention_cache_with_options_equals_the_full_call():
     query, value = _inputs(2)
     layer.build(query.shape, value.shape)
     _randomize_norms(layer)
-    full = _np(layer(query, value))
+    full = to_numpy(layer(query, value))
     cached = layer(query, cache=layer.compute_cache(value))[0]
-    np.testing.assert_allclose(_np(cached), full, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(cached), full, rtol=1e-4, atol=1e-5)
 
 
 def test_alibi_slopes_are_the_standard_ones():
@@ -183,13 +175,13 @@ def test_alibi_matches_keras_hub_alibi_bias():
     # keras_hub adds its bias to (b, n, t, s) logits; recover the logits
     # of the plain layer from its probabilities up to a row constant.
     _, plain_scores = plain(x[:, :length], return_attention_scores=True)
-    logits = np.log(np.maximum(_np(plain_scores), 1e-30))
-    biased = _np(keras_hub.layers.AlibiBias()(logits))
+    logits = np.log(np.maximum(to_numpy(plain_scores), 1e-30))
+    biased = to_numpy(keras_hub.layers.AlibiBias()(logits))
     causal = np.tril(np.ones((length, length), bool))
     biased = np.where(causal, biased, -np.inf)
     expected = np.exp(biased - biased.max(-1, keepdims=True))
     expected /= expected.sum(-1, keepdims=True)
-    np.testing.assert_allclose(_np(scores), expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(scores), expected, rtol=1e-4, atol=1e-6)
 
 
 class _DistanceBias(keras_mha.MultiHeadSelfAttention):
@@ -213,10 +205,10 @@ class _DistanceBias(keras_mha.MultiHeadSelfAttention):
         )
 
 
-@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("path", list(ATTENTION_PATHS))
 def test_overriding_compute_attention_changes_the_scores(path):
     _skip_fused_on_tensorflow(path)
-    layer = _DistanceBias(HEADS, key_dim=KEY_DIM, **PATHS[path])
+    layer = _DistanceBias(HEADS, key_dim=KEY_DIM, **ATTENTION_PATHS[path])
     query, _ = _inputs(5)
     layer.build(query.shape)
     i, j = np.arange(T)[:, None], np.arange(T)[None]
@@ -224,7 +216,7 @@ def test_overriding_compute_attention_changes_the_scores(path):
         layer, query, query, bias=-np.abs(i - j).astype("float32")
     )
     np.testing.assert_allclose(
-        _np(layer(query)), expected, rtol=1e-4, atol=1e-5
+        to_numpy(layer(query)), expected, rtol=1e-4, atol=1e-5
     )
     # The scores differ from those of the same weights without the bias.
     assert not np.allclose(
@@ -243,7 +235,7 @@ def test_default_path_runs_no_option_op(monkeypatch):
     layer.build(query.shape)
     for name in ("tanh", "rms_normalization", "concatenate"):
         monkeypatch.setattr(keras.ops, name, refuse)
-    layer(query, mask=_masks(T, (T, 5)))
+    layer(query, mask=padding_masks(T, (T, 5)))
     # The weights of before the options: qkv and output, kernel and bias.
     assert len(layer.trainable_weights) == 4
 
@@ -319,17 +311,17 @@ def test_layer_contract_with_every_option(layer_cls, inputs, tmp_path):
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("path", list(ATTENTION_PATHS))
 @pytest.mark.parametrize("option", ["all", "causal_alibi"])
 def test_mixed_precision_is_close_to_float32(option, path, policy):
     _skip_fused_on_tensorflow(path)
-    kwargs = dict(key_dim=KEY_DIM, **OPTIONS[option], **PATHS[path])
+    kwargs = dict(key_dim=KEY_DIM, **OPTIONS[option], **ATTENTION_PATHS[path])
     query, _ = _inputs(6)
     reference = keras_mha.MultiHeadSelfAttention(HEADS, **kwargs)
-    expected = _np(reference(query))
+    expected = to_numpy(reference(query))
     layer = keras_mha.MultiHeadSelfAttention(HEADS, dtype=policy, **kwargs)
     layer.build(query.shape)
     layer.set_weights(reference.get_weights())
-    outputs = _np(keras.ops.cast(layer(query), "float32"))
+    outputs = to_numpy(keras.ops.cast(layer(query), "float32"))
     assert np.all(np.isfinite(outputs))
     np.testing.assert_allclose(outputs, expected, rtol=0.05, atol=0.05)

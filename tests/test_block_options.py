@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 
 import keras_mha
+from tests.layer_test_case import ATTENTION_PATHS
 from tests.layer_test_case import run_layer_test
+from tests.layer_test_case import to_numpy
 from tests.reference import transformer_block
 
 B, T, S, D, SOURCE_D, HEADS, FFN = 2, 6, 5, 16, 8, 4, 12
@@ -124,15 +126,6 @@ FAMILIES = {
         rotary_embedding=_rotary(),
     ),
 }
-PATHS = {
-    "fused": dict(flash_attention=None),
-    "explicit": dict(flash_attention=False),
-    "chunked": dict(flash_attention=False, attention_chunk_size=2),
-}
-
-
-def _np(x):
-    return keras.ops.convert_to_numpy(x)
 
 
 def _inputs(seed=0):
@@ -155,7 +148,7 @@ def _randomize_norms(block):
 
 
 def _block(cls, options, path="explicit", **kwargs):
-    options = {"norm_first": True, **options, **PATHS[path], **kwargs}
+    options = {"norm_first": True, **options, **ATTENTION_PATHS[path], **kwargs}
     return cls(HEADS, intermediate_dim=FFN, **options)
 
 
@@ -176,10 +169,12 @@ def _check(block, x, source=None, padding_mask=None):
     expected = transformer_block(
         block, x, block.activation.__name__, source, padding_mask
     )
-    np.testing.assert_allclose(_np(outputs), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        to_numpy(outputs), expected, rtol=1e-4, atol=1e-4
+    )
 
 
-@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("path", list(ATTENTION_PATHS))
 @pytest.mark.parametrize("option", list(OPTIONS))
 @pytest.mark.parametrize(
     "kind", ["encoder", "decoder", "cross"], ids=["encoder", "decoder", "cross"]
@@ -201,7 +196,7 @@ def test_option_matches_numpy_reference(kind, option, path):
         )
 
 
-@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("path", list(ATTENTION_PATHS))
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_family_block_matches_numpy_reference(family, path):
     _skip_fused_on_tensorflow(path)
@@ -222,7 +217,7 @@ ALL = {
 }
 
 
-@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("path", list(ATTENTION_PATHS))
 @pytest.mark.parametrize("options", ["all", "parallel"])
 @pytest.mark.parametrize("cross", [False, True], ids=["decoder", "cross"])
 def test_cached_decoding_equals_the_full_call(cross, options, path):
@@ -231,9 +226,9 @@ def test_cached_decoding_equals_the_full_call(cross, options, path):
     block = _block(keras_mha.TransformerDecoderBlock, options, path)
     x, source = _inputs(2)
     source = source if cross else None
-    full = _np(block(x, source))
+    full = to_numpy(block(x, source))
     _randomize_norms(block)
-    full = _np(block(x, source))
+    full = to_numpy(block(x, source))
     cache = block.get_initial_cache(B, T)
     cross_cache = block.compute_cross_attention_cache(source) if cross else None
     steps, index = [], 0
@@ -244,7 +239,7 @@ def test_cached_decoding_equals_the_full_call(cross, options, path):
             self_attention_cache_update_index=index,
             cross_attention_cache=cross_cache,
         )
-        steps.append(_np(results[0]))
+        steps.append(to_numpy(results[0]))
         cache = results[1]
         index += length
     np.testing.assert_allclose(
@@ -318,13 +313,13 @@ def test_encoder_decoder_contract_with_every_option(tmp_path):
 def test_mixed_precision_is_close_to_float32(family, policy):
     x, _ = _inputs(3)
     reference = _block(keras_mha.TransformerDecoderBlock, FAMILIES[family])
-    expected = _np(reference(x))
+    expected = to_numpy(reference(x))
     block = _block(
         keras_mha.TransformerDecoderBlock, FAMILIES[family], dtype=policy
     )
     block.build(x.shape)
     block.set_weights(reference.get_weights())
-    outputs = _np(keras.ops.cast(block(x), "float32"))
+    outputs = to_numpy(keras.ops.cast(block(x), "float32"))
     assert np.all(np.isfinite(outputs))
     np.testing.assert_allclose(outputs, expected, rtol=0.05, atol=0.1)
 

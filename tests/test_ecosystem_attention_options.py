@@ -17,7 +17,10 @@ import numpy as np
 import pytest
 
 import keras_mha
+from tests.layer_test_case import ATTENTION_PATHS
+from tests.layer_test_case import padding_masks
 from tests.layer_test_case import run_layer_test
+from tests.layer_test_case import to_numpy
 from tests.reference import attention_with_options
 
 B, T, S, D, HEADS, KEY_DIM = 2, 7, 6, 24, 4, 2
@@ -37,15 +40,6 @@ OPTIONS = {
         rotary_embedding=keras_hub.layers.RotaryEmbedding(),
     ),
 }
-PATHS = {
-    "fused": dict(flash_attention=None),
-    "explicit": dict(flash_attention=False),
-    "chunked": dict(flash_attention=False, attention_chunk_size=2),
-}
-
-
-def _np(x):
-    return keras.ops.convert_to_numpy(x)
 
 
 def _inputs(seed=0):
@@ -55,19 +49,15 @@ def _inputs(seed=0):
     return query, value
 
 
-def _masks(length, lengths):
-    return np.arange(length)[None] < np.array(lengths)[:, None]
-
-
-@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("path", list(ATTENTION_PATHS))
 @pytest.mark.parametrize("option", list(OPTIONS))
 @pytest.mark.parametrize("layer_name", ["self", "cross"])
 def test_option_matches_numpy_reference(layer_name, option, path):
     if path == "fused" and BACKEND == "tensorflow":
         pytest.skip("TensorFlow has no fused attention kernel")
-    kwargs = dict(key_dim=KEY_DIM, **OPTIONS[option], **PATHS[path])
+    kwargs = dict(key_dim=KEY_DIM, **OPTIONS[option], **ATTENTION_PATHS[path])
     query, value = _inputs()
-    query_mask = _masks(T, (T, 5))
+    query_mask = padding_masks(T, (T, 5))
     if layer_name == "self":
         layer = keras_mha.MultiHeadSelfAttention(HEADS, **kwargs)
         outputs = layer(query, mask=query_mask)
@@ -76,25 +66,27 @@ def test_option_matches_numpy_reference(layer_name, option, path):
         )
     else:
         layer = keras_mha.MultiHeadAttention(HEADS, **kwargs)
-        key_mask = _masks(S, (4, S))
+        key_mask = padding_masks(S, (4, S))
         outputs = layer(
             query, value, query_mask=query_mask, value_mask=key_mask
         )
         expected = attention_with_options(
             layer, query, value, query_mask, key_mask
         )
-    np.testing.assert_allclose(_np(outputs), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        to_numpy(outputs), expected, rtol=1e-4, atol=1e-5
+    )
 
 
-@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("path", list(ATTENTION_PATHS))
 def test_cached_decoding_with_every_option_equals_the_full_call(path):
     if path == "fused" and BACKEND == "tensorflow":
         pytest.skip("TensorFlow has no fused attention kernel")
     layer = keras_mha.MultiHeadSelfAttention(
-        HEADS, key_dim=KEY_DIM, **OPTIONS["all"], **PATHS[path]
+        HEADS, key_dim=KEY_DIM, **OPTIONS["all"], **ATTENTION_PATHS[path]
     )
     query, _ = _inputs(1)
-    full = _np(layer(query))
+    full = to_numpy(layer(query))
     cache = layer.get_initial_cache(B, T)
     # num_key_value_heads / num_heads the size of a full cache.
     assert tuple(cache.shape) == (B, 2, 2, T, KEY_DIM)
@@ -103,7 +95,7 @@ def test_cached_decoding_with_every_option_equals_the_full_call(path):
         step, cache = layer(
             query[:, index : index + 1], cache=cache, cache_update_index=index
         )
-        steps.append(_np(step))
+        steps.append(to_numpy(step))
     np.testing.assert_allclose(
         np.concatenate(steps, axis=1), full, rtol=1e-4, atol=1e-5
     )
@@ -179,8 +171,8 @@ def test_rotary_with_a_precomputed_cross_attention_cache_is_refused():
     with pytest.raises(ValueError, match="cache_update_index=None"):
         layer(query[:, 3:4], cache=cache)
     # Without a cache the queries take positions 0 ... t - 1.
-    full = _np(layer(query, value))
-    step = _np(layer(query[:, :4], value))
+    full = to_numpy(layer(query, value))
+    step = to_numpy(layer(query[:, :4], value))
     np.testing.assert_allclose(step, full[:, :4], rtol=1e-5, atol=1e-6)
 
 
@@ -224,7 +216,7 @@ def test_int8_quantize_of_rotary_layers_warns_nothing_of_theirs():
     y = keras_mha.MultiHeadAttention(HEADS, rotary_embedding=rotary)(y, x)
     model = keras.Model(x, y)
     query, _ = _inputs()
-    before = _np(model(query))
+    before = to_numpy(model(query))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.quantize("int8")
@@ -233,5 +225,5 @@ def test_int8_quantize_of_rotary_layers_warns_nothing_of_theirs():
     ]
     assert not [c for c in complaints if "RotaryEmbedding" in c], complaints
     assert model.layers[1].qkv_dense.quantization_mode == "int8"
-    after = _np(model(query))
+    after = to_numpy(model(query))
     assert np.abs(after - before).max() < 0.1 * np.abs(before).max()

@@ -12,13 +12,10 @@ import numpy as np
 import pytest
 
 import keras_mha
+from tests.layer_test_case import to_numpy
 
 B, T, S, D, HEADS, FFN, RANK = 2, 5, 6, 12, 3, 7, 2
 HK = D // HEADS
-
-
-def _np(x):
-    return keras.ops.convert_to_numpy(x)
 
 
 def _data(seed=0):
@@ -48,8 +45,8 @@ def _effective(layer):
     weights = {}
     for sub in layer._flatten_layers(include_self=False):
         if isinstance(sub, keras.layers.EinsumDense):
-            weights[f"{sub.name}/kernel"] = _np(sub.kernel)
-            weights[f"{sub.name}/bias"] = _np(sub.bias)
+            weights[f"{sub.name}/kernel"] = to_numpy(sub.kernel)
+            weights[f"{sub.name}/bias"] = to_numpy(sub.bias)
     return weights
 
 
@@ -71,7 +68,7 @@ def _changed(before, after):
 def test_default_targets_train_only_query_and_value_of_cross_attention():
     model, layer = _cross_model()
     inputs = list(_data())
-    expected = _np(model(inputs))
+    expected = to_numpy(model(inputs))
     layer.enable_lora(RANK)
     trainable = sorted(w.path for w in model.trainable_weights)
     assert trainable == [
@@ -80,7 +77,7 @@ def test_default_targets_train_only_query_and_value_of_cross_attention():
         "attention/value/lora_kernel_a",
         "attention/value/lora_kernel_b",
     ]
-    np.testing.assert_allclose(_np(model(inputs)), expected, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(model(inputs)), expected, atol=1e-6)
     before = _effective(layer)
     _fit(model, inputs)
     assert _changed(before, _effective(layer)) == {
@@ -104,10 +101,10 @@ def test_fused_kernel_changes_only_the_targeted_slices(
 ):
     model, layer = _self_model(num_key_value_heads=kv_heads)
     x, _ = _data()
-    expected = _np(model(x))
+    expected = to_numpy(model(x))
     layer.enable_lora(RANK, targets=targets)
     assert all("lora" in w.path for w in model.trainable_weights)
-    np.testing.assert_allclose(_np(model(x)), expected, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(model(x)), expected, atol=1e-6)
     before = _effective(layer)
     _fit(model, x)
     after = _effective(layer)
@@ -150,16 +147,18 @@ def test_block_lora_trains_only_attention_lora_kernels(tmp_path):
         "block/self_attention/qkv/lora_kernel_a",
         "block/self_attention/qkv/lora_kernel_b",
     ]
-    frozen = {w.path: _np(w) for w in model.weights if "lora" not in w.path}
+    frozen = {
+        w.path: to_numpy(w) for w in model.weights if "lora" not in w.path
+    }
     _fit(model, inputs)
     for w in model.weights:
         if "lora" not in w.path:
-            np.testing.assert_array_equal(_np(w), frozen[w.path], w.path)
-    tuned = _np(model(inputs))
+            np.testing.assert_array_equal(to_numpy(w), frozen[w.path], w.path)
+    tuned = to_numpy(model(inputs))
     path = tmp_path / "tuned.keras"
     model.save(path)
     reloaded = keras.saving.load_model(path, safe_mode=True)
-    np.testing.assert_allclose(_np(reloaded(inputs)), tuned, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(reloaded(inputs)), tuned, atol=1e-5)
 
 
 def test_bad_targets_name_the_argument():
@@ -200,7 +199,7 @@ def _state(layer):
         "layers": [(sub.name, sub.trainable) for sub in layers],
         "trainable": sorted(w.path for w in layer.trainable_weights),
         "weights": {
-            w.path: (w.trainable, _np(w), repr(w.constraint))
+            w.path: (w.trainable, to_numpy(w), repr(w.constraint))
             for w in layer.weights
         },
         "lora": [getattr(sub, "lora_enabled", False) for sub in layers],
@@ -281,14 +280,18 @@ def test_a_second_enable_lora_adds_targets_and_all_keep_training(kind):
     if kind in ("self_attention", "encoder_block"):
         inputs = inputs[0]
     model = _model_of(layer, kind)
-    frozen = {w.path: _np(w) for w in layer.weights if "lora" not in w.path}
-    lora = {w.path: _np(w) for w in layer.weights if "lora_kernel_b" in w.path}
+    frozen = {
+        w.path: to_numpy(w) for w in layer.weights if "lora" not in w.path
+    }
+    lora = {
+        w.path: to_numpy(w) for w in layer.weights if "lora_kernel_b" in w.path
+    }
     _fit(model, inputs)
     for w in layer.weights:
         if "lora" not in w.path:
-            np.testing.assert_array_equal(_np(w), frozen[w.path], w.path)
+            np.testing.assert_array_equal(to_numpy(w), frozen[w.path], w.path)
         elif w.path in lora:
-            assert not np.array_equal(_np(w), lora[w.path]), w.path
+            assert not np.array_equal(to_numpy(w), lora[w.path]), w.path
 
 
 def _model_of(layer, kind):
