@@ -71,6 +71,20 @@ CASES = {
             "heads3": dict(num_heads=3, hidden_dim=12, intermediate_dim=7),
         },
     ),
+    "gpt_neo_x": (
+        "GPTNeoXBackbone",
+        {
+            "heads2_rotary_half": dict(
+                num_heads=2,
+                hidden_dim=16,
+                intermediate_dim=12,
+                rotary_percentage=0.5,
+            ),
+            "heads4_rotary_quarter": dict(
+                num_heads=4, hidden_dim=32, intermediate_dim=7
+            ),
+        },
+    ),
 }
 GQA = dict(num_query_heads=4, num_key_value_heads=2, hidden_dim=8)
 MODERN = {
@@ -106,13 +120,34 @@ MODERN = {
             ),
         },
     ),
+    "gemma": (
+        "GemmaBackbone",
+        {
+            "gemma1_gqa": dict(**GQA, head_dim=6, intermediate_dim=24),
+            "gemma2_caps_window3": dict(
+                **GQA,
+                head_dim=6,
+                intermediate_dim=24,
+                # keras_hub 0.32's blocks scale by head_dim all the same.
+                query_head_dim_normalize=False,
+                use_post_attention_norm=True,
+                use_post_ffw_norm=True,
+                attention_logit_soft_cap=2.0,
+                final_logit_soft_cap=3.0,
+                use_sliding_window_attention=True,
+                sliding_window_size=3,
+            ),
+        },
+    ),
 }
 CAUSAL_LMS = {
     "gpt2": "GPT2CausalLM",
     "opt": "OPTCausalLM",
+    "gpt_neo_x": "GPTNeoXCausalLM",
     "llama": "LlamaCausalLM",
     "mistral": "MistralCausalLM",
     "qwen": "QwenCausalLM",
+    "gemma": "GemmaCausalLM",
 }
 # Qwen 3's query/key norms take epsilon 1e-5 in keras_hub, ours the
 # blocks' `layer_norm_epsilon`: the blocks have no separate option yet.
