@@ -120,6 +120,7 @@ MODERN = {
             ),
         },
     ),
+    "phi3": ("Phi3Backbone", {"gqa": dict(**GQA, intermediate_dim=12)}),
     "gemma": (
         "GemmaBackbone",
         {
@@ -148,6 +149,7 @@ CAUSAL_LMS = {
     "mistral": "MistralCausalLM",
     "qwen": "QwenCausalLM",
     "gemma": "GemmaCausalLM",
+    "phi3": "Phi3CausalLM",
 }
 # Qwen 3's query/key norms take epsilon 1e-5 in keras_hub, ours the
 # blocks' `layer_norm_epsilon`: the blocks have no separate option yet.
@@ -403,6 +405,45 @@ def test_refuses_mixture_of_experts_naming_class_and_feature():
         lambda: keras_mha.from_keras_hub(backbone),
         ValueError,
         ["MixtralBackbone", "mixture of experts"],
+    )
+
+
+def _phi3_su_rope():
+    return keras_hub.models.Phi3Backbone(
+        **SIZES,
+        **GQA,
+        intermediate_dim=12,
+        rope_scaling_type="su",
+        rope_scaling_short_factor=[1.0],
+        rope_scaling_long_factor=[2.0],
+        max_sequence_length=32,
+        pretraining_sequence_length=16,
+    )
+
+
+def _gemma_hidden_dim_query_scale():
+    # keras_hub 0.32's blocks scale by head_dim whatever the backbone's
+    # `query_head_dim_normalize`; an attention layer that does not is
+    # refused.
+    backbone = make_backbone("gemma", "gemma1_gqa")
+    backbone.transformer_layers[1].attention.query_head_dim_normalize = False
+    return backbone
+
+
+@pytest.mark.parametrize(
+    "make, fragments",
+    [
+        (_phi3_su_rope, ["Phi3Backbone", "su"]),
+        (_gemma_hidden_dim_query_scale, ["GemmaBackbone", "query scale"]),
+    ],
+    ids=["phi3_su_rope", "gemma_query_scale"],
+)
+def test_refuses_a_feature_of_a_family_naming_class_and_feature(
+    make, fragments
+):
+    backbone = make()
+    assert_clear_error(
+        lambda: keras_mha.from_keras_hub(backbone), ValueError, fragments
     )
 
 

@@ -219,6 +219,12 @@ _LLAMA = dict(
 )
 
 
+def _refuse_phi3_rope(backbone):
+    if backbone.get_config().get("rope_scaling_type") is not None:
+        return 'Phi-3\'s "su" (long) rotary scaling'
+    return None
+
+
 def _gemma_options(config):
     """Gemma 1 and 2: GeGLU (tanh GELU), no bias, rotary positions."""
     import keras_hub
@@ -462,6 +468,30 @@ _FAMILIES = (
         final_norm="sequence_output_layernorm",
         final_norm_options=_rms_norm,
         refuse=_refuse_qwen_window,
+    ),
+    Family(
+        name="phi3",
+        backbone="Phi3Backbone",
+        causal_lms=("Phi3CausalLM",),
+        causal=True,
+        embeddings={"token": "token_embedding"},
+        block_options=_gated_decoder(),
+        block_weights=_gated_block(
+            "pre_attention_layernorm",
+            "post_attention_layernorm",
+            **{
+                "self_attention/qkv": (
+                    "fused_qkv",
+                    "attention/query",
+                    "attention/key",
+                    "attention/value",
+                ),
+                "self_attention/attention_output": "attention/attention_output",
+            },
+        ),
+        final_norm="sequence_output_layernorm",
+        final_norm_options=_rms_norm,
+        refuse=_refuse_phi3_rope,
     ),
     # Gemma 1 and 2 (post norms, soft caps, alternating windows).
     Family(
