@@ -140,6 +140,24 @@ MODERN = {
             ),
         },
     ),
+    "gemma3": (
+        "Gemma3Backbone",
+        {
+            # Blocks 0-4 local (window 3), block 5 global.
+            "qk_norm_local_global": dict(
+                **GQA,
+                num_layers=6,
+                image_size=16,  # Required, unused without a vision encoder.
+                head_dim=6,
+                intermediate_dim=12,
+                use_sliding_window_attention=True,
+                sliding_window_size=3,
+                use_post_attention_norm=True,
+                use_post_ffw_norm=True,
+                global_rope_scaling_factor=8.0,
+            ),
+        },
+    ),
 }
 CAUSAL_LMS = {
     "gpt2": "GPT2CausalLM",

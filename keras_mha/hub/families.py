@@ -225,16 +225,27 @@ def _refuse_phi3_rope(backbone):
     return None
 
 
-def _gemma_options(config):
-    """Gemma 1 and 2: GeGLU (tanh GELU), no bias, rotary positions."""
+def _gemma_options(config, gemma3=False):
+    """Gemma 1, 2 and 3: GeGLU (tanh GELU), no bias, rotary positions;
+    Gemma 3 its own rotary per block (`_gemma3_layer_options`)."""
     import keras_hub
 
     heads, head_dim = config["num_query_heads"], config["head_dim"]
-
+    if gemma3:
+        more = dict(use_query_key_norm=config["use_query_key_norm"])
+    else:
+        # Gemma interleaves the rotated halves of queries and keys
+        # alike, which leaves their dot products those of the plain
+        # rotation.
+        more = dict(
+            rotary_embedding=keras_hub.layers.RotaryEmbedding(
+                max_wavelength=10000.0
+            )
+        )
     return dict(
         num_heads=heads,
-        # keras_hub's `intermediate_dim` counts both gated halves.
-        intermediate_dim=config["intermediate_dim"] // 2,
+        # Gemma 1 and 2's `intermediate_dim` counts both gated halves.
+        intermediate_dim=config["intermediate_dim"] // (1 if gemma3 else 2),
         dropout=config.get("dropout", 0.0),
         num_key_value_heads=config["num_key_value_heads"],
         key_dim=head_dim,
@@ -246,18 +257,44 @@ def _gemma_options(config):
         layer_norm_epsilon=config["layer_norm_epsilon"],
         use_gated_feedforward=True,
         activation="keras_mha>gelu_approximate",
-        # Gemma interleaves the rotated halves of queries and keys alike,
-        # which leaves their dot products those of the plain rotation.
-        rotary_embedding=keras_hub.layers.RotaryEmbedding(
-            max_wavelength=10000.0
-        ),
         # keras_hub's decoder blocks scale queries by 1 / sqrt(head_dim)
         # whatever `query_head_dim_normalize` says (`_refuse_gemma`).
         attention_scale=1.0 / math.sqrt(head_dim),
         attention_logit_soft_cap=config["attention_logit_soft_cap"],
         use_post_attention_norm=config["use_post_attention_norm"],
         use_post_feedforward_norm=config["use_post_ffw_norm"],
+        **more,
     )
+
+
+def _gemma3_layer_options(config, index):
+    """Five local blocks (a window, wavelength 1e4) then a global one
+    (no window, wavelength 1e6), each with its own rotary scaling."""
+    import keras_hub
+
+    local = config["use_sliding_window_attention"] and index % 6 < 5
+    scope = "local" if local else "global"
+    options = dict(
+        rotary_embedding=keras_hub.layers.RotaryEmbedding(
+            max_wavelength=10_000.0 if local else 1_000_000.0,
+            scaling_factor=config[f"{scope}_rope_scaling_factor"],
+        )
+    )
+    if local:
+        options["sliding_window"] = config["sliding_window_size"]
+    return options
+
+
+def _refuse_gemma3(backbone):
+    config = backbone.get_config()
+    for feature, name in (
+        ("vision_encoder", "Gemma 3's vision encoder"),
+        ("use_bidirectional_attention", "bidirectional attention"),
+        ("is_embedding_model", "Gemma 3's embedding pooling"),
+    ):
+        if config.get(feature):
+            return name
+    return _refuse_gemma(backbone)
 
 
 def _gemma_layer_options(config, index):
@@ -292,6 +329,11 @@ _GEMMA_WEIGHTS = {
     "ffn_output": "ffw_linear",
     "ffn_layer_norm": ("plus_one", "pre_ffw_norm"),
     "ffn_post_norm": ("plus_one", "post_ffw_norm"),
+}
+_GEMMA3_WEIGHTS = {
+    **_GEMMA_WEIGHTS,
+    "self_attention/query_norm": ("plus_one", "attention/query_norm"),
+    "self_attention/key_norm": ("plus_one", "attention/key_norm"),
 }
 
 
@@ -510,6 +552,24 @@ _FAMILIES = (
         weights={"final_normalization": ("plus_one", "final_normalization")},
         embedding_scale=True,
         refuse=_refuse_gemma,
+    ),
+    Family(
+        name="gemma3",
+        backbone="Gemma3Backbone",
+        # Its `generate` without a preprocessor fails in keras_hub 0.32,
+        # so its greedy tokens are not checked: the backbone only.
+        causal_lms=(),
+        causal=True,
+        embeddings={"token": "token_embedding"},
+        block_options=lambda config: _gemma_options(config, gemma3=True),
+        layer_options=_gemma3_layer_options,
+        block_name="decoder_block",
+        block_weights=_GEMMA3_WEIGHTS,
+        final_norm="final_normalization",
+        final_norm_options=_rms_norm,
+        weights={"final_normalization": ("plus_one", "final_normalization")},
+        embedding_scale=True,
+        refuse=_refuse_gemma3,
     ),
 )
 
