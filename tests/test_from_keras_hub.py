@@ -71,6 +71,20 @@ CASES = {
             "heads3": dict(num_heads=3, hidden_dim=12, intermediate_dim=7),
         },
     ),
+    "gpt_neo_x": (
+        "GPTNeoXBackbone",
+        {
+            "heads2_rotary_half": dict(
+                num_heads=2,
+                hidden_dim=16,
+                intermediate_dim=12,
+                rotary_percentage=0.5,
+            ),
+            "heads4_rotary_quarter": dict(
+                num_heads=4, hidden_dim=32, intermediate_dim=7
+            ),
+        },
+    ),
 }
 GQA = dict(num_query_heads=4, num_key_value_heads=2, hidden_dim=8)
 MODERN = {
@@ -106,13 +120,54 @@ MODERN = {
             ),
         },
     ),
+    "phi3": ("Phi3Backbone", {"gqa": dict(**GQA, intermediate_dim=12)}),
+    "gemma": (
+        "GemmaBackbone",
+        {
+            "gemma1_gqa": dict(**GQA, head_dim=6, intermediate_dim=24),
+            "gemma2_caps_window3": dict(
+                **GQA,
+                head_dim=6,
+                intermediate_dim=24,
+                # keras_hub 0.32's blocks scale by head_dim all the same.
+                query_head_dim_normalize=False,
+                use_post_attention_norm=True,
+                use_post_ffw_norm=True,
+                attention_logit_soft_cap=2.0,
+                final_logit_soft_cap=3.0,
+                use_sliding_window_attention=True,
+                sliding_window_size=3,
+            ),
+        },
+    ),
+    "gemma3": (
+        "Gemma3Backbone",
+        {
+            # Blocks 0-4 local (window 3), block 5 global.
+            "qk_norm_local_global": dict(
+                **GQA,
+                num_layers=6,
+                image_size=16,  # Required, unused without a vision encoder.
+                head_dim=6,
+                intermediate_dim=12,
+                use_sliding_window_attention=True,
+                sliding_window_size=3,
+                use_post_attention_norm=True,
+                use_post_ffw_norm=True,
+                global_rope_scaling_factor=8.0,
+            ),
+        },
+    ),
 }
 CAUSAL_LMS = {
     "gpt2": "GPT2CausalLM",
     "opt": "OPTCausalLM",
+    "gpt_neo_x": "GPTNeoXCausalLM",
     "llama": "LlamaCausalLM",
     "mistral": "MistralCausalLM",
     "qwen": "QwenCausalLM",
+    "gemma": "GemmaCausalLM",
+    "phi3": "Phi3CausalLM",
 }
 KNOWN_GAPS = {}
 
@@ -362,6 +417,45 @@ def test_refuses_mixture_of_experts_naming_class_and_feature():
         lambda: keras_mha.from_keras_hub(backbone),
         ValueError,
         ["MixtralBackbone", "mixture of experts"],
+    )
+
+
+def _phi3_su_rope():
+    return keras_hub.models.Phi3Backbone(
+        **SIZES,
+        **GQA,
+        intermediate_dim=12,
+        rope_scaling_type="su",
+        rope_scaling_short_factor=[1.0],
+        rope_scaling_long_factor=[2.0],
+        max_sequence_length=32,
+        pretraining_sequence_length=16,
+    )
+
+
+def _gemma_hidden_dim_query_scale():
+    # keras_hub 0.32's blocks scale by head_dim whatever the backbone's
+    # `query_head_dim_normalize`; an attention layer that does not is
+    # refused.
+    backbone = make_backbone("gemma", "gemma1_gqa")
+    backbone.transformer_layers[1].attention.query_head_dim_normalize = False
+    return backbone
+
+
+@pytest.mark.parametrize(
+    "make, fragments",
+    [
+        (_phi3_su_rope, ["Phi3Backbone", "su"]),
+        (_gemma_hidden_dim_query_scale, ["GemmaBackbone", "query scale"]),
+    ],
+    ids=["phi3_su_rope", "gemma_query_scale"],
+)
+def test_refuses_a_feature_of_a_family_naming_class_and_feature(
+    make, fragments
+):
+    backbone = make()
+    assert_clear_error(
+        lambda: keras_mha.from_keras_hub(backbone), ValueError, fragments
     )
 
 

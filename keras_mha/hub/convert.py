@@ -80,7 +80,12 @@ def from_keras_hub(model):
     converted = HubBackbone(family.name, backbone.get_config(), embeddings)
     blocks = {block.name for block in converted.blocks}
     pairs = map_weights(
-        converted, backbone, blocks, family.block_weights, type(model).__name__
+        converted,
+        backbone,
+        blocks,
+        family.block_weights,
+        type(model).__name__,
+        family.weights,
     )
     for variable, value in pairs:
         variable.assign(value)

@@ -14,6 +14,7 @@ layer norm after the sum).
 """
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 import keras
@@ -49,6 +50,9 @@ class Family:
             `None`.
         refuse: backbone -> the name of a feature the conversion does not
             cover, or `None`.
+        layer_options: `(backbone config, block index)` -> keyword
+            arguments of that block only (Gemma 2's alternating windows).
+        block_name: the blocks' name before their index, as keras_hub's.
     """
 
     name: str
@@ -66,6 +70,8 @@ class Family:
     embedding_scale: bool = False
     logit_soft_cap: Callable = lambda config: None
     refuse: Callable = lambda backbone: None
+    layer_options: Callable = lambda config, index: {}
+    block_name: str = "transformer_layer"
 
 
 def _sizes(config, num_heads="num_heads"):
@@ -212,6 +218,156 @@ _LLAMA = dict(
     refuse=_refuse_llama3_rope,
 )
 
+
+def _refuse_phi3_rope(backbone):
+    if backbone.get_config().get("rope_scaling_type") is not None:
+        return 'Phi-3\'s "su" (long) rotary scaling'
+    return None
+
+
+def _gemma_options(config, gemma3=False):
+    """Gemma 1, 2 and 3: GeGLU (tanh GELU), no bias, rotary positions;
+    Gemma 3 its own rotary per block (`_gemma3_layer_options`)."""
+    import keras_hub
+
+    heads, head_dim = config["num_query_heads"], config["head_dim"]
+    if gemma3:
+        more = dict(use_query_key_norm=config["use_query_key_norm"])
+    else:
+        # Gemma interleaves the rotated halves of queries and keys
+        # alike, which leaves their dot products those of the plain
+        # rotation.
+        more = dict(
+            rotary_embedding=keras_hub.layers.RotaryEmbedding(
+                max_wavelength=10000.0
+            )
+        )
+    return dict(
+        num_heads=heads,
+        # Gemma 1 and 2's `intermediate_dim` counts both gated halves.
+        intermediate_dim=config["intermediate_dim"] // (1 if gemma3 else 2),
+        dropout=config.get("dropout", 0.0),
+        num_key_value_heads=config["num_key_value_heads"],
+        key_dim=head_dim,
+        use_bias=False,
+        use_output_bias=False,
+        use_feedforward_bias=False,
+        normalization="rms_norm",
+        norm_first=True,
+        layer_norm_epsilon=config["layer_norm_epsilon"],
+        use_gated_feedforward=True,
+        activation="keras_mha>gelu_approximate",
+        # keras_hub's decoder blocks scale queries by 1 / sqrt(head_dim)
+        # whatever `query_head_dim_normalize` says (`_refuse_gemma`).
+        attention_scale=1.0 / math.sqrt(head_dim),
+        attention_logit_soft_cap=config["attention_logit_soft_cap"],
+        use_post_attention_norm=config["use_post_attention_norm"],
+        use_post_feedforward_norm=config["use_post_ffw_norm"],
+        **more,
+    )
+
+
+def _gemma3_layer_options(config, index):
+    """Five local blocks (a window, wavelength 1e4) then a global one
+    (no window, wavelength 1e6), each with its own rotary scaling."""
+    import keras_hub
+
+    local = config["use_sliding_window_attention"] and index % 6 < 5
+    scope = "local" if local else "global"
+    options = dict(
+        rotary_embedding=keras_hub.layers.RotaryEmbedding(
+            max_wavelength=10_000.0 if local else 1_000_000.0,
+            scaling_factor=config[f"{scope}_rope_scaling_factor"],
+        )
+    )
+    if local:
+        options["sliding_window"] = config["sliding_window_size"]
+    return options
+
+
+def _refuse_gemma3(backbone):
+    config = backbone.get_config()
+    for feature, name in (
+        ("vision_encoder", "Gemma 3's vision encoder"),
+        ("use_bidirectional_attention", "bidirectional attention"),
+        ("is_embedding_model", "Gemma 3's embedding pooling"),
+    ):
+        if config.get(feature):
+            return name
+    return _refuse_gemma(backbone)
+
+
+def _gemma_layer_options(config, index):
+    # Gemma 2's even layers look at a window, its odd layers at all.
+    if config["use_sliding_window_attention"] and index % 2 == 0:
+        return {"sliding_window": config["sliding_window_size"]}
+    return {}
+
+
+def _refuse_gemma(backbone):
+    if not all(
+        layer.attention.query_head_dim_normalize
+        for layer in backbone.transformer_layers
+    ):
+        return "Gemma's query scale 1 / sqrt(hidden_dim / num_query_heads)"
+    return None
+
+
+# Gemma's RMS norms multiply by `1 + scale`.
+_GEMMA_WEIGHTS = {
+    "self_attention/qkv": (
+        "fused_qkv_ndh",
+        "attention/query",
+        "attention/key",
+        "attention/value",
+    ),
+    "self_attention/attention_output": "attention/attention_output",
+    "self_attention_layer_norm": ("plus_one", "pre_attention_norm"),
+    "self_attention_post_norm": ("plus_one", "post_attention_norm"),
+    "ffn_gate": "ffw_gating",
+    "ffn_intermediate": "ffw_gating_2",
+    "ffn_output": "ffw_linear",
+    "ffn_layer_norm": ("plus_one", "pre_ffw_norm"),
+    "ffn_post_norm": ("plus_one", "post_ffw_norm"),
+}
+_GEMMA3_WEIGHTS = {
+    **_GEMMA_WEIGHTS,
+    "self_attention/query_norm": ("plus_one", "attention/query_norm"),
+    "self_attention/key_norm": ("plus_one", "attention/key_norm"),
+}
+
+
+def _gpt_neo_x_options(config):
+    """GPT-NeoX: parallel residual, a share of each head rotated."""
+    import keras_hub
+
+    return dict(
+        **_sizes(config),
+        activation=_activation(_GELU_TANH),
+        norm_first=True,
+        parallel_residual=True,
+        layer_norm_epsilon=config["layer_norm_epsilon"],
+        rotary_embedding=keras_hub.layers.RotaryEmbedding(
+            max_wavelength=config["rotary_max_wavelength"]
+        ),
+        rotary_fraction=config["rotary_percentage"],
+    )
+
+
+# Its fused kernel is ours with one query per key/value head:
+# `(d, n, 3h)`, head i's query, key and value side by side.
+_GPT_NEO_X_WEIGHTS = {
+    "self_attention/qkv": "self_attention/query_key_value",
+    "self_attention/attention_output": (
+        "heads_output",
+        "self_attention/attention_output",
+    ),
+    "self_attention_layer_norm": "self_attention_layer_norm",
+    "ffn_intermediate": "feedforward_intermediate_dense",
+    "ffn_output": "feedforward_output_dense",
+    "ffn_layer_norm": "feedforward_layer_norm",
+}
+
 _FAMILIES = (
     Family(
         name="bert",
@@ -277,6 +433,20 @@ _FAMILIES = (
         block_weights=_DECODER_WEIGHTS,
         final_norm="layer_norm",
         final_norm_options=_LAYER_NORM_1E5,
+    ),
+    Family(
+        name="gpt_neo_x",
+        backbone="GPTNeoXBackbone",
+        causal_lms=("GPTNeoXCausalLM",),
+        causal=True,
+        embeddings={"token": "token_embedding"},
+        block_options=_gpt_neo_x_options,
+        block_weights=_GPT_NEO_X_WEIGHTS,
+        final_norm="layer_norm",
+        final_norm_options=lambda config: {
+            "kind": "layer_norm",
+            "epsilon": config["layer_norm_epsilon"],
+        },
     ),
     # Pre-norm RMS-norm decoders with grouped heads, rotary positions and
     # a gated (SwiGLU) feed-forward network.
@@ -346,7 +516,68 @@ _FAMILIES = (
         final_norm_options=_rms_norm,
         refuse=_refuse_qwen_window,
     ),
+    Family(
+        name="phi3",
+        backbone="Phi3Backbone",
+        causal_lms=("Phi3CausalLM",),
+        causal=True,
+        embeddings={"token": "token_embedding"},
+        block_options=_gated_decoder(),
+        block_weights=_gated_block(
+            "pre_attention_layernorm",
+            "post_attention_layernorm",
+            **{
+                "self_attention/qkv": (
+                    "fused_qkv",
+                    "attention/query",
+                    "attention/key",
+                    "attention/value",
+                ),
+                "self_attention/attention_output": "attention/attention_output",
+            },
+        ),
+        final_norm="sequence_output_layernorm",
+        final_norm_options=_rms_norm,
+        refuse=_refuse_phi3_rope,
+    ),
+    # Gemma 1 and 2 (post norms, soft caps, alternating windows).
+    Family(
+        name="gemma",
+        backbone="GemmaBackbone",
+        causal_lms=("GemmaCausalLM",),
+        causal=True,
+        # Its token embedding soft-caps the final logits itself.
+        embeddings={"token": "token_embedding"},
+        block_options=_gemma_options,
+        layer_options=_gemma_layer_options,
+        block_name="decoder_block",
+        block_weights=_GEMMA_WEIGHTS,
+        final_norm="final_normalization",
+        final_norm_options=_rms_norm,
+        weights={"final_normalization": ("plus_one", "final_normalization")},
+        embedding_scale=True,
+        refuse=_refuse_gemma,
+    ),
+    Family(
+        name="gemma3",
+        backbone="Gemma3Backbone",
+        # Its `generate` without a preprocessor fails in keras_hub 0.32,
+        # so its greedy tokens are not checked: the backbone only.
+        causal_lms=(),
+        causal=True,
+        embeddings={"token": "token_embedding"},
+        block_options=lambda config: _gemma_options(config, gemma3=True),
+        layer_options=_gemma3_layer_options,
+        block_name="decoder_block",
+        block_weights=_GEMMA3_WEIGHTS,
+        final_norm="final_normalization",
+        final_norm_options=_rms_norm,
+        weights={"final_normalization": ("plus_one", "final_normalization")},
+        embedding_scale=True,
+        refuse=_refuse_gemma3,
+    ),
 )
+
 
 FAMILIES = {family.name: family for family in _FAMILIES}
 

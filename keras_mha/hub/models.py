@@ -88,6 +88,10 @@ class HubBackbone(_LayersBeforeInit, keras.Model):
             self.token_embedding = self.embedding_layers[
                 "token_and_position"
             ].token_embedding
+        # Read by `embed`, before the functional `__init__`.
+        self.embedding_scale = None
+        if self.family.embedding_scale:
+            self.embedding_scale = math.sqrt(config["hidden_dim"])
         self.embeddings_dropout = keras.layers.Dropout(
             config.get("dropout", 0.0), dtype=dtype, name="embeddings_dropout"
         )
@@ -98,7 +102,12 @@ class HubBackbone(_LayersBeforeInit, keras.Model):
         )
         options = self.family.block_options(config)
         self.blocks = [
-            block(dtype=dtype, name=f"transformer_layer_{i}", **options)
+            block(
+                dtype=dtype,
+                name=f"{self.family.block_name}_{i}",
+                **options,
+                **self.family.layer_options(config, i),
+            )
             for i in range(config["num_layers"])
         ]
         self.final_norm = None
@@ -144,9 +153,8 @@ class HubBackbone(_LayersBeforeInit, keras.Model):
             x = x + layers["position"](x, start_index=start_index)
         if "segment" in layers:
             x = x + layers["segment"](segment_ids)
-        if self.family.embedding_scale:
-            scale = math.sqrt(self.backbone_config["hidden_dim"])
-            x = x * ops.cast(scale, x.dtype)
+        if self.embedding_scale is not None:
+            x = x * ops.cast(self.embedding_scale, x.dtype)
         if "norm" in layers:
             x = layers["norm"](x)
         return self.embeddings_dropout(x)

@@ -69,7 +69,12 @@ TRANSFORMS = {
     "fused_qkv_ndh": lambda q, k, v: fuse_qkv(
         *(np.swapaxes(x, 0, 1) for x in (q, k, v))
     ),
+    # A `(n * h, d)` output kernel (GPT-NeoX) -> `(n, h, d)`; the
+    # target's shape comes last (`_SHAPED`).
+    "heads_output": lambda x, shape: np.reshape(x, shape),
 }
+# Transforms that also take the shape of the variable they fill.
+_SHAPED = {"heads_output"}
 
 
 def _sources(spec):
@@ -79,7 +84,7 @@ def _sources(spec):
     return spec[0], tuple(spec[1:])
 
 
-def map_weights(target, source, blocks, block_table, owner):
+def map_weights(target, source, blocks, block_table, owner, table=None):
     """Pairs each variable of `target` with the values it takes.
 
     Variables inside a block `name/sublayer/leaf` come from the entry of
@@ -87,7 +92,9 @@ def map_weights(target, source, blocks, block_table, owner):
     block (`"feedforward_output_dense"`), or a transform name and source
     paths (`("fused_qkv", ".../query", ".../key", ".../value")`); the
     source variable has the same leaf name (`kernel`, `bias`, `gamma`).
-    Every other variable comes from the source variable of the same path.
+    Every other variable `sublayer/leaf` comes from the entry of
+    `sublayer` in `table`, read the same way, or else from the source
+    variable of the same path.
 
     Args:
         target: the converted model.
@@ -95,6 +102,7 @@ def map_weights(target, source, blocks, block_table, owner):
         blocks: names of the blocks, the same in both models.
         block_table: `{our sub-layer path: source entry}`.
         owner: the source's class name, for messages.
+        table: `{our top-level sub-layer path: source entry}`.
 
     Returns:
         A list of `(target variable, value)` pairs covering every variable
@@ -106,6 +114,7 @@ def map_weights(target, source, blocks, block_table, owner):
             convert) or the shapes differ.
     """
     values = {v.path: v for v in source.weights}
+    table = table or {}
     used, pairs, missing = set(), [], []
     for variable in target.weights:
         block, _, rest = variable.path.partition("/")
@@ -113,15 +122,20 @@ def map_weights(target, source, blocks, block_table, owner):
         if block in blocks and sublayer in block_table:
             transform, paths = _sources(block_table[sublayer])
             paths = [f"{block}/{path}/{leaf}" for path in paths]
+        elif variable.path.rpartition("/")[0] in table:
+            layer, _, leaf = variable.path.rpartition("/")
+            transform, paths = _sources(table[layer])
+            paths = [f"{path}/{leaf}" for path in paths]
         else:
             transform, paths = "copy", [variable.path]
         if not all(path in values for path in paths):
             missing.append(variable.path)
             continue
         used.update(paths)
-        value = TRANSFORMS[transform](
-            *(keras.ops.convert_to_numpy(values[p]) for p in paths)
-        )
+        arrays = [keras.ops.convert_to_numpy(values[p]) for p in paths]
+        if transform in _SHAPED:
+            arrays.append(tuple(variable.shape))
+        value = TRANSFORMS[transform](*arrays)
         if tuple(value.shape) != tuple(variable.shape):
             raise ValueError(
                 f"from_keras_hub expected {paths} to give `{variable.path}` "
