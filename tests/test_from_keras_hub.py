@@ -169,19 +169,11 @@ CAUSAL_LMS = {
     "gemma": "GemmaCausalLM",
     "phi3": "Phi3CausalLM",
 }
-KNOWN_GAPS = {}
 
 
 def _params(families):
     return [
-        pytest.param(
-            family,
-            case,
-            id=f"{family}-{case}",
-            marks=[KNOWN_GAPS[family, case]]
-            if (family, case) in KNOWN_GAPS
-            else [],
-        )
+        pytest.param(family, case, id=f"{family}-{case}")
         for family, (_, cases) in families.items()
         for case in cases
     ]
