@@ -57,12 +57,14 @@ ATTENTION_OPTIONS = (
     "rotary_embedding",
     "rotary_fraction",
     "use_alibi",
+    "alibi_slope_scale",
 )
 POSITIONAL_OPTIONS = (
     "sliding_window",
     "rotary_embedding",
     "rotary_fraction",
     "use_alibi",
+    "alibi_slope_scale",
 )
 
 
@@ -112,6 +114,7 @@ class BaseAttention(PackageLayer):
         attention_scale=None,
         rotary_fraction=1.0,
         use_alibi=False,
+        alibi_slope_scale=1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -170,7 +173,21 @@ class BaseAttention(PackageLayer):
             "attention_scale", attention_scale, allow_none=True
         )
         self.use_alibi = check_bool("use_alibi", use_alibi)
-        self._alibi_slopes = alibi_slopes(num_heads) if use_alibi else None
+        self.alibi_slope_scale = check_positive_float(
+            "alibi_slope_scale", alibi_slope_scale
+        )
+        if self.alibi_slope_scale != 1.0 and not self.use_alibi:
+            raise ValueError(
+                "`alibi_slope_scale` multiplies the ALiBi slopes, and needs "
+                f"use_alibi=True. Received: alibi_slope_scale="
+                f"{alibi_slope_scale}, use_alibi=False"
+            )
+        self._alibi_slopes = None
+        if self.use_alibi:
+            self._alibi_slopes = [
+                slope * self.alibi_slope_scale
+                for slope in alibi_slopes(num_heads)
+            ]
         self.use_causal_mask = check_bool("use_causal_mask", use_causal_mask)
         self.flash_attention = check_flash_attention(
             flash_attention, self.dropout
@@ -669,4 +686,5 @@ class BaseAttention(PackageLayer):
             "attention_scale": self.attention_scale,
             "rotary_fraction": self.rotary_fraction,
             "use_alibi": self.use_alibi,
+            "alibi_slope_scale": self.alibi_slope_scale,
         }

@@ -85,6 +85,7 @@ class TransformerBlock(PackageLayer):
         rotary_embedding=None,
         rotary_fraction=1.0,
         use_alibi=False,
+        alibi_slope_scale=1.0,
         normalization="layer_norm",
         use_gated_feedforward=False,
         use_feedforward_bias=None,
@@ -165,6 +166,7 @@ class TransformerBlock(PackageLayer):
             rotary_embedding=rotary_embedding,
             rotary_fraction=rotary_fraction,
             use_alibi=use_alibi,
+            alibi_slope_scale=alibi_slope_scale,
         )
         self.num_heads = self.self_attention.num_heads
         self.dropout = self.self_attention.dropout

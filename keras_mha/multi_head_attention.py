@@ -131,6 +131,10 @@ class MultiHeadAttention(BaseAttention):
             probabilities of BLOOM and keras_hub's `AlibiBias`); query
             positions count from `cache_update_index`. Defaults to
             `False`.
+        alibi_slope_scale: float. Multiplies every ALiBi slope; needs
+            `use_alibi=True`. Falcon adds ALiBi to `q . k` before its
+            `key_dim ** -0.5` scale, which is this with
+            `alibi_slope_scale=key_dim ** -0.5`. Defaults to `1.0`.
         **kwargs: other arguments of `keras.layers.Layer`, such as `name`
             and `dtype`.
 

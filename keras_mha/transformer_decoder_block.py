@@ -38,9 +38,10 @@ class TransformerDecoderBlock(TransformerBlock):
             `use_output_bias`, `use_gate`, `use_query_key_norm`,
             `attention_logit_soft_cap`, `attention_scale`,
             `attention_chunk_size`, `flash_attention`); `rotary_embedding`,
-            `rotary_fraction`, `use_alibi` and `sliding_window` apply to
-            the self-attention only. With `parallel_residual`, the
-            cross-attention is one more parallel branch.
+            `rotary_fraction`, `use_alibi`, `alibi_slope_scale` and
+            `sliding_window` apply to the self-attention only. With
+            `parallel_residual`, the cross-attention is one more parallel
+            branch.
 
     Call arguments:
         decoder_sequence: `(batch, target_length, width)` float tensor.

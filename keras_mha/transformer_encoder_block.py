@@ -71,6 +71,8 @@ class TransformerEncoderBlock(TransformerBlock):
         rotary_fraction: float. Share of each head that rotates. Defaults
             to `1.0`.
         use_alibi: bool. ALiBi biases on the logits. Defaults to `False`.
+        alibi_slope_scale: float. Factor on the ALiBi slopes. Defaults to
+            `1.0`.
             These attention options are handed to the self-attention
             under the same names, as in `MultiHeadAttention`, and checked
             by it when the block is constructed.

@@ -186,7 +186,7 @@ def attention_with_options(
     i = np.arange(query.shape[1])[:, None] + start
     j = np.arange(value.shape[1])[None]
     if layer.use_alibi:
-        slopes = alibi_slopes(q.shape[2])
+        slopes = alibi_slopes(q.shape[2]) * layer.alibi_slope_scale
         logits = logits + slopes[:, None, None] * (j - i)
     b, t, s = query.shape[0], query.shape[1], value.shape[1]
     mask = np.ones((b, t, s), bool)

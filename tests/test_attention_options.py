@@ -1,7 +1,8 @@
 """The options of today's model families on the attention layers.
 
 `use_output_bias`, `use_query_key_norm`, `attention_logit_soft_cap`,
-`attention_scale`, `rotary_fraction` and `use_alibi`, alone and combined
+`attention_scale`, `rotary_fraction`, `use_alibi` and `alibi_slope_scale`
+(Falcon's ALiBi, added before the scale), alone and combined
 with the older options, on both attention layers and on each attention
 path (fused where the backend has a kernel, explicit, chunked), against
 the NumPy reference of tests/reference.py; cached decoding equals the full
@@ -39,6 +40,9 @@ OPTIONS = {
     "partial_rotary": dict(rotary_embedding=_rotary(), rotary_fraction=0.5),
     "alibi": dict(use_alibi=True),
     "causal_alibi": dict(use_alibi=True, use_causal_mask=True),
+    "scaled_alibi": dict(
+        use_alibi=True, use_causal_mask=True, alibi_slope_scale=2.5
+    ),
     "all": dict(
         num_key_value_heads=2,
         sliding_window=4,
@@ -51,6 +55,7 @@ OPTIONS = {
         attention_logit_soft_cap=2.0,
         attention_scale=0.7,
         use_alibi=True,
+        alibi_slope_scale=0.5,
     ),
 }
 
@@ -108,7 +113,7 @@ def test_option_matches_numpy_reference(layer_name, option, path):
 
 
 @pytest.mark.parametrize("path", list(ATTENTION_PATHS))
-@pytest.mark.parametrize("option", ["causal_alibi", "all"])
+@pytest.mark.parametrize("option", ["causal_alibi", "scaled_alibi", "all"])
 def test_cached_decoding_equals_the_full_call(option, path):
     _skip_fused_on_tensorflow(path)
     layer = keras_mha.MultiHeadSelfAttention(
@@ -255,6 +260,8 @@ def test_default_path_runs_no_option_op(monkeypatch):
             "rotates 1",
         ),
         (dict(use_alibi="yes"), "use_alibi"),
+        (dict(use_alibi=True, alibi_slope_scale=0.0), "alibi_slope_scale"),
+        (dict(alibi_slope_scale=0.5), "needs use_alibi=True"),
     ],
     ids=[
         "output_bias",
@@ -266,6 +273,8 @@ def test_default_path_runs_no_option_op(monkeypatch):
         "fraction_without_rotary",
         "fraction_odd",
         "alibi",
+        "alibi_slope_scale",
+        "slope_scale_without_alibi",
     ],
 )
 def test_bad_options_name_the_argument(kwargs, message):

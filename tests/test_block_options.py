@@ -213,6 +213,7 @@ ALL = {
     "key_dim": 4,
     "normalization": "rms_norm",
     "use_alibi": True,
+    "alibi_slope_scale": 0.5,
     "use_feedforward_bias": False,
 }
 
@@ -336,7 +337,7 @@ def test_every_attention_option_reaches_both_attention_layers():
     assert cross.use_query_key_norm and cross.num_key_value_heads == 2
     assert cross.attention_logit_soft_cap == 3.0 and cross.use_gate
     assert cross.rotary_embedding is None and cross.sliding_window is None
-    assert not cross.use_alibi
+    assert not cross.use_alibi and cross.alibi_slope_scale == 1.0
     assert cross.query_key_norm_epsilon == block.layer_norm_epsilon
 
 
