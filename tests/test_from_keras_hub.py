@@ -143,6 +143,17 @@ MODERN = {
     "gemma3": (
         "Gemma3Backbone",
         {
+            # Two local blocks (window 3).
+            "local_window3_cap": dict(
+                **GQA,
+                image_size=16,
+                head_dim=6,
+                intermediate_dim=12,
+                use_sliding_window_attention=True,
+                sliding_window_size=3,
+                # Small enough to change the logits of small weights.
+                final_logit_soft_cap=0.5,
+            ),
             # Blocks 0-4 local (window 3), block 5 global.
             "qk_norm_local_global": dict(
                 **GQA,
@@ -155,6 +166,30 @@ MODERN = {
                 use_post_attention_norm=True,
                 use_post_ffw_norm=True,
                 global_rope_scaling_factor=8.0,
+                final_logit_soft_cap=0.5,
+            ),
+        },
+    ),
+}
+# Falcon takes neither `max_sequence_length` nor `dropout`. Its ALiBi
+# slopes depend on the head count: a power of two, then 3 (slopes of 2
+# and 4) and 6 (of 4 and 8); its final norm alone takes the epsilon.
+FALCON_SIZES = dict(vocabulary_size=VOCAB, num_layers=2)
+FALCON = {
+    "falcon": (
+        "FalconBackbone",
+        {
+            "heads2": dict(
+                num_attention_heads=2, hidden_dim=16, intermediate_dim=12
+            ),
+            "heads3_epsilon1e-3": dict(
+                num_attention_heads=3,
+                hidden_dim=12,
+                intermediate_dim=7,
+                layer_norm_epsilon=1e-3,
+            ),
+            "heads6": dict(
+                num_attention_heads=6, hidden_dim=24, intermediate_dim=7
             ),
         },
     ),
@@ -168,6 +203,8 @@ CAUSAL_LMS = {
     "qwen": "QwenCausalLM",
     "gemma": "GemmaCausalLM",
     "phi3": "Phi3CausalLM",
+    "falcon": "FalconCausalLM",
+    "gemma3": "Gemma3CausalLM",
 }
 
 
@@ -180,13 +217,19 @@ def _params(families):
 
 
 CASES.update(MODERN)
+CASES.update(FALCON)
 PARAMS = _params(CASES)
 
 
 def make_backbone(family, case, seed=0):
     keras.utils.set_random_seed(seed)
     name, cases = CASES[family]
-    kwargs = {**(SIZES if family in MODERN else CLASSIC), **cases[case]}
+    base = CLASSIC
+    if family in MODERN:
+        base = SIZES
+    elif family in FALCON:
+        base = FALCON_SIZES
+    kwargs = {**base, **cases[case]}
     return getattr(keras_hub.models, name)(**kwargs)
 
 
@@ -327,20 +370,54 @@ def prompts(length=12, lengths=(4, 1, 6), seed=3):
     return ids.astype("int32"), mask
 
 
-@pytest.mark.parametrize(
-    "family, case",
-    [
-        pytest.param(family, next(iter(CASES[family][1])), id=family)
-        for family in CAUSAL_LMS
-    ],
-)
+def keras_hub_greedy_tokens(causal_lm, inputs):
+    """`causal_lm.generate(inputs)`'s tokens, to the end.
+
+    For Gemma 3, the function that `generate` runs on the batch
+    (`make_generate_function`): keras_hub 0.32's `Gemma3CausalLM.generate`
+    without a preprocessor fails after it, concatenating the
+    `"images": None` that the function returns beside the tokens.
+    """
+    if isinstance(causal_lm, keras_hub.models.Gemma3CausalLM):
+        generate_function = causal_lm.make_generate_function()
+        return generate_function(inputs, stop_token_ids=None)["token_ids"]
+    return causal_lm.generate(inputs, stop_token_ids=None)["token_ids"]
+
+
+# Families whose every case generates: Falcon (its slopes), Gemma 3 (six
+# blocks, local then global, compile for half a minute: slow).
+EVERY_CASE_GENERATES = {"falcon": (), "gemma3": ("qk_norm_local_global",)}
+
+
+def _generation_params():
+    """The first case of each family, every case of some."""
+    params = []
+    for family in CAUSAL_LMS:
+        cases = list(CASES[family][1])
+        if family not in EVERY_CASE_GENERATES:
+            params.append(pytest.param(family, cases[0], id=family))
+            continue
+        for case in cases:
+            slow = case in EVERY_CASE_GENERATES[family]
+            params.append(
+                pytest.param(
+                    family,
+                    case,
+                    id=f"{family}-{case}",
+                    marks=[pytest.mark.slow] if slow else [],
+                )
+            )
+    return params
+
+
+@pytest.mark.parametrize("family, case", _generation_params())
 def test_converted_causal_lm_generates_keras_hub_greedy_tokens(family, case):
     causal_lm = make_causal_lm(family, case)
     converted = keras_mha.from_keras_hub(causal_lm)
     ids, mask = prompts()
     inputs = {"token_ids": ids, "padding_mask": mask.astype("int32")}
     assert_outputs_equal(converted(inputs), causal_lm(inputs), inputs)
-    theirs = causal_lm.generate(inputs, stop_token_ids=None)["token_ids"]
+    theirs = keras_hub_greedy_tokens(causal_lm, inputs)
     prompt_length = int(mask.sum(axis=1).max())
     ours = generate(
         converted,
@@ -349,6 +426,22 @@ def test_converted_causal_lm_generates_keras_hub_greedy_tokens(family, case):
         padding_mask=mask[:, :prompt_length],
     )
     np.testing.assert_array_equal(to_numpy(ours), to_numpy(theirs))
+
+
+@pytest.mark.parametrize("case", list(FALCON["falcon"][1]))
+def test_falcon_with_left_padding_equals_keras_hub(case):
+    """keras_hub counts ALiBi positions from each row's first token (the
+    padding mask's cumulative sum), ours from the row's start: with left
+    padding they differ by a constant per query row, which leaves the
+    softmax as it was."""
+    backbone = make_backbone("falcon", case)
+    converted = keras_mha.from_keras_hub(backbone)
+    inputs = {
+        name: np.ascontiguousarray(value[:, ::-1])
+        for name, value in make_inputs(backbone).items()
+    }
+    assert not inputs["padding_mask"][:, 0].all()  # Padding comes first.
+    assert_outputs_equal(converted(inputs), backbone(inputs), inputs)
 
 
 def test_generate_with_a_padding_mask_may_emit_token_0():
@@ -434,13 +527,23 @@ def _gemma_hidden_dim_query_scale():
     return backbone
 
 
+def _falcon_two_dropout_rates():
+    return keras_hub.models.FalconBackbone(
+        **FALCON_SIZES,
+        **FALCON["falcon"][1]["heads2"],
+        attention_dropout_rate=0.1,
+        feedforward_dropout_rate=0.2,
+    )
+
+
 @pytest.mark.parametrize(
     "make, fragments",
     [
         (_phi3_su_rope, ["Phi3Backbone", "su"]),
         (_gemma_hidden_dim_query_scale, ["GemmaBackbone", "query scale"]),
+        (_falcon_two_dropout_rates, ["FalconBackbone", "dropout rates"]),
     ],
-    ids=["phi3_su_rope", "gemma_query_scale"],
+    ids=["phi3_su_rope", "gemma_query_scale", "falcon_dropout_rates"],
 )
 def test_refuses_a_feature_of_a_family_naming_class_and_feature(
     make, fragments

@@ -368,6 +368,52 @@ _GPT_NEO_X_WEIGHTS = {
     "ffn_layer_norm": "feedforward_layer_norm",
 }
 
+
+def _falcon_options(config):
+    """Falcon (keras_hub's, as Falcon-RW-1B): pre-norm, exact GELU,
+    biases everywhere, ALiBi added to `q . k` before the scale."""
+    heads = config["num_attention_heads"]
+    head_dim = config["hidden_dim"] // heads
+    return dict(
+        num_heads=heads,
+        intermediate_dim=config["intermediate_dim"],
+        dropout=config["attention_dropout_rate"],
+        key_dim=head_dim,
+        activation="gelu",
+        norm_first=True,
+        # keras_hub's blocks keep their default epsilon; the backbone's
+        # `layer_norm_epsilon` reaches its final norm only.
+        layer_norm_epsilon=1e-5,
+        use_alibi=True,
+        alibi_slope_scale=head_dim**-0.5,
+    )
+
+
+def _refuse_falcon(backbone):
+    config = backbone.get_config()
+    if config["attention_dropout_rate"] != config["feedforward_dropout_rate"]:
+        return "different attention and feed-forward dropout rates"
+    return None
+
+
+_FALCON_WEIGHTS = {
+    "self_attention/qkv": (
+        "fused_qkv",
+        "attention/query_dense",
+        "attention/key_dense",
+        "attention/value_dense",
+    ),
+    # A `(n * h, d)` output kernel.
+    "self_attention/attention_output": (
+        "heads_output",
+        "attention/output_dense",
+    ),
+    "self_attention_layer_norm": "input_layernorm",
+    "ffn_intermediate": "dense_h_to_4h",
+    "ffn_output": "dense_4h_to_h",
+    "ffn_layer_norm": "post_attention_layernorm",
+}
+
 _FAMILIES = (
     Family(
         name="bert",
@@ -447,6 +493,21 @@ _FAMILIES = (
             "kind": "layer_norm",
             "epsilon": config["layer_norm_epsilon"],
         },
+    ),
+    Family(
+        name="falcon",
+        backbone="FalconBackbone",
+        causal_lms=("FalconCausalLM",),
+        causal=True,
+        embeddings={"token": "token_embedding"},
+        block_options=_falcon_options,
+        block_weights=_FALCON_WEIGHTS,
+        final_norm="final_layernorm",
+        final_norm_options=lambda config: {
+            "kind": "layer_norm",
+            "epsilon": config["layer_norm_epsilon"],
+        },
+        refuse=_refuse_falcon,
     ),
     # Pre-norm RMS-norm decoders with grouped heads, rotary positions and
     # a gated (SwiGLU) feed-forward network.
@@ -561,9 +622,7 @@ _FAMILIES = (
     Family(
         name="gemma3",
         backbone="Gemma3Backbone",
-        # Its `generate` without a preprocessor fails in keras_hub 0.32,
-        # so its greedy tokens are not checked: the backbone only.
-        causal_lms=(),
+        causal_lms=("Gemma3CausalLM",),
         causal=True,
         embeddings={"token": "token_embedding"},
         block_options=lambda config: _gemma_options(config, gemma3=True),
