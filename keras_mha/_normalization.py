@@ -28,5 +28,9 @@ def make_norm(normalization, epsilon, dtype, name, input_shape):
         norm = keras.layers.LayerNormalization(
             epsilon=epsilon, dtype=dtype, name=name
         )
+    # Both norms act on each position alone, so the padding mask of their
+    # input holds for their output; Keras marks only `LayerNormalization`
+    # so, and would otherwise warn that an RMS norm drops the mask.
+    norm.supports_masking = True
     norm.build(input_shape)
     return norm
