@@ -93,18 +93,20 @@ class _Scale(keras.layers.Layer):
         return {**super().get_config(), "scale": self.scale}
 
 
-class DecoderStack:
-    """Embedding, positions, decoder blocks and the logits layer."""
+class LayersBeforeInit:
+    """As keras_hub's `Backbone`: layers are set before the functional
+    `__init__`, which PyTorch's Module refuses; the graph tracks them."""
 
     def __setattr__(self, name, value):
-        # As keras_hub's Backbone: layers are set before the functional
-        # `__init__`, which PyTorch's Module refuses; the functional graph
-        # tracks them anyway.
         if keras.backend.backend() == "torch" and not hasattr(
             self, "_initialized"
         ):
             return object.__setattr__(self, name, value)
         return super().__setattr__(name, value)
+
+
+class DecoderStack(LayersBeforeInit):
+    """Embedding, positions, decoder blocks and the logits layer."""
 
     def _make_decoder(self, vocabulary_size, name):
         self.target_embedding = keras.layers.Embedding(

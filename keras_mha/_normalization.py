@@ -18,8 +18,9 @@ def check_normalization(value):
     return check_choice("normalization", value, NORMALIZATIONS)
 
 
-def make_norm(normalization, epsilon, dtype, name, input_shape):
-    """A built `LayerNormalization` or `RMSNormalization` over the width."""
+def make_norm(normalization, epsilon, dtype, name, input_shape=None):
+    """A `LayerNormalization` or `RMSNormalization` over the width, built
+    on `input_shape` if given."""
     if normalization == "rms_norm":
         norm = keras.layers.RMSNormalization(
             epsilon=epsilon, dtype=dtype, name=name
@@ -28,5 +29,10 @@ def make_norm(normalization, epsilon, dtype, name, input_shape):
         norm = keras.layers.LayerNormalization(
             epsilon=epsilon, dtype=dtype, name=name
         )
-    norm.build(input_shape)
+    # Both norms act on each position alone, so the padding mask of their
+    # input holds for their output; Keras marks only `LayerNormalization`
+    # so, and would otherwise warn that an RMS norm drops the mask.
+    norm.supports_masking = True
+    if input_shape is not None:
+        norm.build(input_shape)
     return norm

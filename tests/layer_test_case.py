@@ -1,6 +1,10 @@
-"""One test helper run on every public layer (see `run_layer_test`)."""
+"""One test helper run on every public layer (see `run_layer_test`), and
+the small helpers the layer tests share."""
 
+import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -10,6 +14,30 @@ from keras import tree
 import keras_mha
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(keras_mha.__file__))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_on_jax_devices(module, workdir, devices=8, timeout=300):
+    """Runs `python -m MODULE WORKDIR` on JAX with `devices` host CPUs.
+
+    A fresh process, since the device count is fixed when JAX starts.
+    Returns the JSON summary printed on the last line of its output.
+    """
+    result = subprocess.run(
+        [sys.executable, "-m", module, str(workdir)],
+        cwd=REPO_ROOT,
+        env={
+            **os.environ,
+            "KERAS_BACKEND": "jax",
+            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+        },
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def assert_clear_error(thunk, error_type, fragments):

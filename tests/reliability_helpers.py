@@ -15,10 +15,10 @@ import keras
 import numpy as np
 
 import keras_mha
+from tests.layer_test_case import REPO_ROOT
 
 VOCAB, WIDTH, HEADS, FFN = 23, 12, 3, 7
 START_ID = 1
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def build_translator(seed=0, dropout=0.0):

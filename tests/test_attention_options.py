@@ -1,13 +1,20 @@
-"""The options of today's model families on the attention layers.
+"""The options of the attention layers, against NumPy.
 
+`num_key_value_heads`, `sliding_window`, `use_gate`, `rotary_embedding`,
 `use_output_bias`, `use_query_key_norm`, `attention_logit_soft_cap`,
 `attention_scale`, `rotary_fraction`, `use_alibi` and `alibi_slope_scale`
-(Falcon's ALiBi, added before the scale), alone and combined
-with the older options, on both attention layers and on each attention
-path (fused where the backend has a kernel, explicit, chunked), against
-the NumPy reference of tests/reference.py; cached decoding equals the full
-call; the override point `_compute_attention` changes the scores on every
-path; the default path runs none of the options' ops.
+(Falcon's ALiBi, added before the scale), alone and combined,
+on both attention layers and on each attention path (fused where the
+backend has a kernel, explicit, chunked), against the NumPy reference of
+tests/reference.py, written from the equations: grouped-query attention
+(query head `i` reads key/value head
+`i // (num_heads // num_key_value_heads)`), a `|i - j| < sliding_window`
+band (with the causal mask, the Mistral window), a sigmoid gate of the
+query on the heads' outputs, and so on. Cached decoding equals the full
+call, with a cache of `num_key_value_heads` heads; the override point
+`_compute_attention` changes the scores on every path; the default path
+runs none of the options' ops; rotary positions are refused where they
+cannot hold.
 """
 
 import keras
@@ -32,6 +39,12 @@ def _rotary():
 
 
 OPTIONS = {
+    "gqa": dict(num_key_value_heads=2),
+    "mqa": dict(num_key_value_heads=1),
+    "window": dict(sliding_window=3),
+    "causal_window": dict(sliding_window=3, use_causal_mask=True),
+    "gate": dict(use_gate=True),
+    "rotary": dict(rotary_embedding=_rotary()),
     "no_output_bias": dict(use_output_bias=False),
     "output_bias_only": dict(use_bias=False, use_output_bias=True),
     "query_key_norm": dict(use_query_key_norm=True),
@@ -124,6 +137,9 @@ def test_cached_decoding_equals_the_full_call(option, path):
     _randomize_norms(layer)
     full = to_numpy(layer(query))
     cache = layer.get_initial_cache(B, T)
+    # num_key_value_heads / num_heads the size of a full cache.
+    heads = layer.num_key_value_heads or HEADS
+    assert tuple(cache.shape) == (B, 2, heads, T, KEY_DIM)
     steps, index = [], 0
     # Uneven steps: a prompt of 3, then one token at a time.
     for length in (3, 1, 1, 1, 1):
@@ -248,6 +264,11 @@ def test_default_path_runs_no_option_op(monkeypatch):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
+        (dict(num_key_value_heads=3), "num_key_value_heads=3 must divide"),
+        (dict(num_key_value_heads=0), "num_key_value_heads"),
+        (dict(sliding_window=0), "sliding_window"),
+        (dict(use_gate="yes"), "use_gate"),
+        (dict(rotary_embedding="rope"), "rotary_embedding"),
         (dict(use_output_bias="no"), "use_output_bias"),
         (dict(use_query_key_norm=1), "use_query_key_norm"),
         (dict(query_key_norm_epsilon=0.0), "query_key_norm_epsilon"),
@@ -264,6 +285,11 @@ def test_default_path_runs_no_option_op(monkeypatch):
         (dict(alibi_slope_scale=0.5), "needs use_alibi=True"),
     ],
     ids=[
+        "kv_heads_not_dividing",
+        "kv_heads_zero",
+        "window_zero",
+        "gate",
+        "rotary",
         "output_bias",
         "qk_norm",
         "qk_norm_epsilon",
@@ -334,3 +360,81 @@ def test_mixed_precision_is_close_to_float32(option, path, policy):
     outputs = to_numpy(keras.ops.cast(layer(query), "float32"))
     assert np.all(np.isfinite(outputs))
     np.testing.assert_allclose(outputs, expected, rtol=0.05, atol=0.05)
+
+
+def _rotary_cross_attention():
+    layer = keras_mha.MultiHeadAttention(
+        HEADS,
+        key_dim=KEY_DIM,
+        rotary_embedding=keras_hub.layers.RotaryEmbedding(),
+    )
+    query, value = _inputs()
+    layer(query, value)
+    return layer, query, value
+
+
+def test_rotary_with_a_precomputed_cross_attention_cache_is_refused():
+    # Its queries would all be rotated as position 0 at every step.
+    layer, query, value = _rotary_cross_attention()
+    with pytest.raises(ValueError, match="`compute_cache` cannot be used"):
+        layer.compute_cache(value)
+    cache = layer.get_initial_cache(B, S)
+    with pytest.raises(ValueError, match="cache_update_index=None"):
+        layer(query[:, 3:4], cache=cache)
+    # Without a cache the queries take positions 0 ... t - 1.
+    full = to_numpy(layer(query, value))
+    step = to_numpy(layer(query[:, :4], value))
+    np.testing.assert_allclose(step, full[:, :4], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "layer_cls, kwargs, message",
+    [
+        (
+            keras_mha.MultiHeadSelfAttention,
+            dict(num_heads=3),
+            r"key_dim=3 \(width 9 // num_heads=3\)",
+        ),
+        (
+            keras_mha.MultiHeadAttention,
+            dict(num_heads=2, key_dim=5),
+            "key_dim=5",
+        ),
+    ],
+    ids=["self_from_width", "cross_explicit"],
+)
+def test_rotary_needs_an_even_key_dim_at_build(layer_cls, kwargs, message):
+    """At construction when `key_dim` is given, else at build."""
+    inputs = keras.Input((T, 9))
+    with pytest.raises(
+        ValueError, match=rf"`key_dim` expected an even.*{message}"
+    ):
+        layer = layer_cls(
+            rotary_embedding=keras_hub.layers.RotaryEmbedding(), **kwargs
+        )
+        if layer_cls is keras_mha.MultiHeadSelfAttention:
+            layer(inputs)
+        else:
+            layer(inputs, inputs)
+
+
+def test_int8_quantize_of_rotary_layers_warns_nothing_of_theirs():
+    import warnings
+
+    x = keras.Input((T, D))
+    rotary = keras_hub.layers.RotaryEmbedding()
+    y = keras_mha.MultiHeadSelfAttention(HEADS, rotary_embedding=rotary)(x)
+    y = keras_mha.MultiHeadAttention(HEADS, rotary_embedding=rotary)(y, x)
+    model = keras.Model(x, y)
+    query, _ = _inputs()
+    before = to_numpy(model(query))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.quantize("int8")
+    complaints = [
+        str(w.message) for w in caught if "quantize" in str(w.message)
+    ]
+    assert not [c for c in complaints if "RotaryEmbedding" in c], complaints
+    assert model.layers[1].qkv_dense.quantization_mode == "int8"
+    after = to_numpy(model(query))
+    assert np.abs(after - before).max() < 0.1 * np.abs(before).max()

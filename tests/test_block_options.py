@@ -12,6 +12,7 @@ float32; bad options name the block's argument.
 import inspect
 import os
 import re
+import warnings
 
 import keras
 import keras_hub
@@ -425,3 +426,29 @@ def test_the_page_lists_every_block_option():
     names = [n for n in signature.parameters if n not in ("self", "kwargs")]
     missing = [n for n in names if f"`{n}`" not in page]
     assert not missing, missing
+
+
+@pytest.mark.parametrize(
+    "block_cls",
+    [keras_mha.TransformerEncoderBlock, keras_mha.TransformerDecoderBlock],
+)
+def test_rms_and_post_norms_keep_the_padding_mask(block_cls):
+    """The norms pass the mask on, without Keras's "destroy the mask"
+    warning: a masked pooling after the block averages real tokens only."""
+    options = dict(
+        normalization="rms_norm",
+        use_post_attention_norm=True,
+        use_post_feedforward_norm=True,
+    )
+    ids = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(30, D, mask_zero=True)(ids)
+    block = _block(block_cls, options)
+    hidden = block(x)
+    pooled = keras.layers.GlobalAveragePooling1D()(hidden)
+    model = keras.Model(ids, [hidden, pooled])
+    batch = np.array([[3, 4, 0, 0], [5, 0, 0, 0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        hidden, pooled = (to_numpy(y) for y in model(batch))
+    expected = [hidden[0, :2].mean(0), hidden[1, :1].mean(0)]
+    np.testing.assert_allclose(pooled, expected, rtol=1e-5, atol=1e-6)

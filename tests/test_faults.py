@@ -21,7 +21,7 @@ import pytest
 
 import keras_mha
 import keras_mha.saving
-from tests.reliability_helpers import REPO_ROOT
+from tests.layer_test_case import REPO_ROOT
 from tests.reliability_helpers import build_translator
 from tests.reliability_helpers import compile_translator
 from tests.reliability_helpers import copy_task

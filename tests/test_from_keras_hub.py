@@ -23,6 +23,7 @@ from keras_mha.hub import weights as hub_weights
 from keras_mha.seq2seq.serving import load_saved_model
 from tests import reference
 from tests.layer_test_case import assert_clear_error
+from tests.layer_test_case import run_on_jax_devices
 from tests.layer_test_case import to_numpy
 
 keras_hub = pytest.importorskip("keras_hub")
@@ -747,25 +748,7 @@ def layout_map_worker(workdir):
 @pytest.mark.slow  # A fresh JAX process with 8 devices: minutes on 2 cores.
 @pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution is JAX's")
 def test_layout_map_splits_a_converted_model_on_8_devices(tmp_path):
-    import subprocess
-
-    from tests.reliability_helpers import REPO_ROOT
-
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.test_from_keras_hub", str(tmp_path)],
-        cwd=REPO_ROOT,
-        env={
-            **os.environ,
-            "KERAS_BACKEND": "jax",
-            "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-            "TF_CPP_MIN_LOG_LEVEL": "3",
-        },
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-5000:]
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = run_on_jax_devices("tests.test_from_keras_hub", tmp_path)
     assert summary["devices"] == 8
     # (width, kv heads, fused) split over its heads, 4 ways.
     assert summary["qkv_shard"] == [

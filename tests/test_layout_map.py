@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import keras_mha
+from tests.layer_test_case import run_on_jax_devices
 
 BACKEND = keras.backend.backend()
 # Heads and feed-forward units divisible by the model axis (4); distinct
@@ -251,25 +252,7 @@ def model_parallel_worker(workdir):
     BACKEND != "jax", reason="keras.distribution needs the JAX backend"
 )
 def test_model_parallel_matches_one_device(tmp_path):
-    import subprocess
-
-    from tests.reliability_helpers import REPO_ROOT
-
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.test_layout_map", str(tmp_path)],
-        cwd=REPO_ROOT,
-        env={
-            **os.environ,
-            "KERAS_BACKEND": "jax",
-            "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-            "TF_CPP_MIN_LOG_LEVEL": "3",
-        },
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-5000:]
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = run_on_jax_devices("tests.test_layout_map", tmp_path)
     assert summary["jax_devices"] == 8
     assert "intermediate_dim=7" in summary["indivisible_ffn"]
     assert set(summary["shard_shapes"]) == set(SPLIT_KERNELS)

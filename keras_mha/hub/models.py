@@ -16,37 +16,17 @@ import math
 import keras
 from keras import ops
 
+from keras_mha._decoder_stack import LayersBeforeInit
 from keras_mha._decoder_stack import call_blocks_with_cache
+from keras_mha._normalization import make_norm
 from keras_mha._quantization import dtype_config
 from keras_mha.hub.families import FAMILIES
 from keras_mha.transformer_decoder_block import TransformerDecoderBlock
 from keras_mha.transformer_encoder_block import TransformerEncoderBlock
 
 
-class _LayersBeforeInit:
-    """As keras_hub's `Backbone`: layers are set before the functional
-    `__init__`, which PyTorch's Module refuses; the graph tracks them."""
-
-    def __setattr__(self, name, value):
-        if keras.backend.backend() == "torch" and not hasattr(
-            self, "_initialized"
-        ):
-            return object.__setattr__(self, name, value)
-        return super().__setattr__(name, value)
-
-
-def _final_norm(kind, epsilon, dtype, name):
-    if kind == "rms_norm":
-        return keras.layers.RMSNormalization(
-            epsilon=epsilon, dtype=dtype, name=name
-        )
-    return keras.layers.LayerNormalization(
-        epsilon=epsilon, dtype=dtype, name=name
-    )
-
-
 @keras.saving.register_keras_serializable(package="keras_mha")
-class HubBackbone(_LayersBeforeInit, keras.Model):
+class HubBackbone(LayersBeforeInit, keras.Model):
     """A keras_hub text backbone's architecture on keras_mha's blocks.
 
     Made by `keras_mha.from_keras_hub(backbone)`, which also copies the
@@ -112,8 +92,10 @@ class HubBackbone(_LayersBeforeInit, keras.Model):
         ]
         self.final_norm = None
         if self.family.final_norm:
-            self.final_norm = _final_norm(
-                **self.family.final_norm_options(config),
+            options = self.family.final_norm_options(config)
+            self.final_norm = make_norm(
+                options["kind"],
+                options["epsilon"],
                 dtype=dtype,
                 name=self.family.final_norm,
             )
@@ -193,7 +175,7 @@ class HubBackbone(_LayersBeforeInit, keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="keras_mha")
-class HubCausalLM(_LayersBeforeInit, keras.Model):
+class HubCausalLM(LayersBeforeInit, keras.Model):
     """A keras_hub causal LM on keras_mha's blocks, decoding with a cache.
 
     `HubBackbone`'s sequence output through the token embedding reversed
