@@ -37,7 +37,9 @@ def pieces(tokenizer, ids):
 
 def draw_sentence(sentence, index, translator, args):
     """Writes the head view and the PNGs of one sentence; returns paths."""
-    source_ids = tf.function(translator.source_ids)(tf.constant([sentence]))
+    source_ids = tf.function(translator.tokenizers.source_ids)(
+        tf.constant([sentence])
+    )
     source_ids = source_ids.numpy()  # (1, s), no padding
     translation = translator.translate([sentence])[0]
     target = tf.function(translator.target_tokenizer)(

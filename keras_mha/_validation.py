@@ -29,6 +29,47 @@ def check_positive_int(name, value, allow_none=False):
     return int(value)
 
 
+def check_int_at_least(name, value, minimum):
+    """An int (not a bool) of at least `minimum`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, numbers.Integral
+    ):
+        raise TypeError(
+            f"`{name}` expected an integer >= {minimum}. "
+            f"Received: {name}={value!r}"
+        )
+    if value < minimum:
+        raise ValueError(
+            f"`{name}` expected an integer >= {minimum}. "
+            f"Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+def check_pairs(name, value):
+    """A non-empty list or tuple of `(source, target)` pairs of `str`;
+    returns them as a list of tuples."""
+    expected = f"`{name}` expected a non-empty list of (source, target) str"
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(
+            f"{expected} pairs. Received: {name}={value!r:.80} of type "
+            f"{type(value).__name__}"
+        )
+    if not value:
+        raise ValueError(f"{expected} pairs. Received: {name}={value!r}")
+    for i, pair in enumerate(value):
+        if not (
+            isinstance(pair, (list, tuple))
+            and len(pair) == 2
+            and all(isinstance(text, str) for text in pair)
+        ):
+            raise TypeError(
+                f"{expected} pairs; item {i} is not one. "
+                f"Received: {name}[{i}]={pair!r:.80}"
+            )
+    return [tuple(pair) for pair in value]
+
+
 def check_strings(name, value):
     """A list, tuple or 1-D NumPy array of `str`; returns a list of them.
 

@@ -127,9 +127,18 @@ def test_docstrings_have_args_returns_and_examples():
         *(getattr(seq2seq, name) for name in seq2seq.__all__ if name != "data"),
         *_defined_in(seq2seq.data),
         *_defined_in(seq2seq.serving),
+        *_defined_in(seq2seq.tokenizers),
+        *_defined_in(seq2seq.pipeline),
+        *_defined_in(seq2seq.persistence),
         *_defined_in(keras_mha.saving),
         seq2seq.Translator.translate,
+        seq2seq.Translator.strings_to_strings,
         seq2seq.Translator.dataset,
+        seq2seq.Translator.save,
+        seq2seq.Translator.load,
+        seq2seq.tokenizers.TokenizerPair.source_ids,
+        seq2seq.tokenizers.TokenizerPair.target_texts,
+        seq2seq.tokenizers.TokenizerPair.token_ids,
         seq2seq.decoding.decode_function,
     ]
     missing = []

@@ -3,8 +3,10 @@
 A bare string, a non-string item or a bad `batch_size` is a `TypeError` or
 `ValueError` naming the argument and the value, before any translation
 runs: no string is read as its characters, no `None` translated as
-`"None"`. TensorFlow only (the tokenizers run TensorFlow Text; the other
-backends are covered by the decoding tests).
+`"None"`. Its lengths are checked, and a new `max_length` applies to the
+next translation; a translation survives TensorFlow dropping the
+tokenizers' resources. TensorFlow only (the tokenizers run TensorFlow
+Text; the other backends are covered by the decoding tests).
 """
 
 import keras
@@ -86,3 +88,56 @@ def test_list_tuple_and_array_of_str_translate_alike(translator):
     assert translator.translate(np.array(sentences)) == expected
     assert translator.translate(sentences, batch_size=1) == expected
     assert translator.translate([]) == []
+
+
+@pytest.mark.parametrize(
+    "name, value, error",
+    [("max_length", 1, ValueError), ("max_source_length", "8", TypeError)],
+    ids=["max_length_1", "max_source_length_str"],
+)
+def test_bad_lengths_are_refused_and_a_refused_one_changes_nothing(
+    translator, name, value, error
+):
+    from keras_mha.seq2seq import Translator
+
+    match = rf"`{name}` expected an integer >= 2. Received: {name}={value!r}"
+    with pytest.raises(error, match=match):
+        Translator(
+            translator.model,
+            translator.source_tokenizer,
+            translator.target_tokenizer,
+            **{name: value},
+        )
+    with pytest.raises(error, match=match):
+        setattr(translator, name, value)
+    assert (translator.max_length, translator.max_source_length) == (6, 256)
+
+
+def test_a_new_max_length_applies_to_the_next_translation(translator):
+    from keras_mha.seq2seq import Translator
+
+    def untrained(max_length):
+        return Translator(
+            translator.model,
+            translator.source_tokenizer,
+            translator.target_tokenizer,
+            max_length=max_length,
+        )
+
+    sentences = ["Marie has three cats.", "42 dogs"]
+    changed = untrained(6)
+    longer = changed.translate(sentences)  # traced for 6 tokens
+    changed.max_length = 3
+    shorter = untrained(3).translate(sentences)
+    assert longer != shorter  # the untrained model decodes every step
+    assert changed.translate(sentences) == shorter
+
+
+def test_translation_survives_tensorflow_dropping_the_tokenizers(translator):
+    sentences = ["Marie has three cats.", "42 dogs"]
+    expected = translator.translate(sentences)
+    # Clears TensorFlow's kernel cache, and the SentencePiece resources that
+    # the traced translation holds.
+    keras.utils.set_random_seed(0)
+    assert translator.translate(sentences) == expected
+    assert translator.translate(sentences, compile=False) == expected

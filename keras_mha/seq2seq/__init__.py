@@ -16,7 +16,10 @@ whatever the Keras backend.
 from keras_mha.seq2seq import _extra  # noqa: F401  (first: names the extra)
 from keras_mha.seq2seq import data
 from keras_mha.seq2seq import export  # noqa: F401  (seq2seq.export.export_translator)
+from keras_mha.seq2seq import persistence  # noqa: F401  (seq2seq.persistence.load)
+from keras_mha.seq2seq import pipeline  # noqa: F401  (seq2seq.pipeline.teacher_forcing_dataset)
 from keras_mha.seq2seq import serving  # noqa: F401  (seq2seq.serving.load_saved_model)
+from keras_mha.seq2seq import tokenizers  # noqa: F401  (seq2seq.tokenizers.TokenizerPair)
 from keras_mha.seq2seq.decoding import decode
 from keras_mha.seq2seq.export import export_translator
 from keras_mha.seq2seq.losses import SmoothedSparseCrossentropy

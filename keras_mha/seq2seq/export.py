@@ -17,6 +17,8 @@ import tempfile
 
 import keras
 
+from keras_mha.seq2seq.tokenizers import with_live_tokenizers
+
 
 def export_translator(path, translator, overwrite=False):
     """Writes a TensorFlow SavedModel that translates strings to strings.
@@ -76,8 +78,9 @@ def export_translator(path, translator, overwrite=False):
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
-        translator.with_live_tokenizers(
-            lambda: _write_archive(translator, staging)
+        with_live_tokenizers(
+            lambda: _write_archive(translator, staging),
+            [translator.source_tokenizer],
         )
         if not os.path.exists(path):
             os.rename(staging, path)

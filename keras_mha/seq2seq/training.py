@@ -5,8 +5,10 @@ import os
 import keras
 import numpy as np
 
+from keras_mha.seq2seq import persistence
 from keras_mha.seq2seq.losses import SmoothedSparseCrossentropy
 from keras_mha.seq2seq.models import TransformerSeq2Seq
+from keras_mha.seq2seq.tokenizers import TokenizerPair
 from keras_mha.seq2seq.tokenizers import train_tokenizer
 from keras_mha.seq2seq.translator import Translator
 
@@ -66,12 +68,11 @@ def build_translator(
         num_layers=num_layers,
         dropout=dropout,
     )
-    translator = Translator(model, tokenizer, tokenizer)
     if max_length is None:
-        longest = max(len(ids) for ids in translator.token_ids(train_pairs)[1])
+        targets = TokenizerPair(tokenizer, tokenizer).token_ids(train_pairs)[1]
+        longest = max(len(ids) for ids in targets)
         max_length = longest + longest // 4
-    translator.max_length = max_length
-    return translator
+    return Translator(model, tokenizer, tokenizer, max_length=max_length)
 
 
 def fit_translator(
@@ -145,7 +146,7 @@ def fit_translator(
         metrics=["accuracy"],
     )
     # Written first: the checkpoint is useless without the tokenizers.
-    translator.save_tokenizers(output_dir)
+    persistence.save_tokenizers(translator.tokenizers, output_dir)
     callbacks = [
         keras.callbacks.EarlyStopping(
             patience=patience, restore_best_weights=True

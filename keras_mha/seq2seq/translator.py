@@ -1,45 +1,29 @@
-"""A translator: subword tokenizers around a `TransformerSeq2Seq`.
+"""A translator: a `TransformerSeq2Seq` between its subword tokenizers.
 
-`Translator` holds the model and the source and target tokenizers of
-`keras_mha.seq2seq.tokenizers`. `translate` maps strings to strings with
-the very function that `keras_mha.seq2seq.export_translator` writes into
-a SavedModel (`strings_to_strings`), so Python and served translations are
-the same bytes. `dataset` turns pairs into teacher-forcing batches for
-`model.fit`, bucketed by length so a batch pads only to its own longest
-sentence. `save` and `load` keep the model and the tokenizers together.
+`Translator` composes the units of `keras_mha.seq2seq`: the tokenizers and
+their lengths (`tokenizers.TokenizerPair`), the cached decoding loop
+(`decoding.decode_function`), the teacher-forcing data (`pipeline`) and
+the files (`persistence`). `translate` maps strings to strings with the
+very function that `keras_mha.seq2seq.export_translator` writes into a
+SavedModel (`strings_to_strings`), so Python and served translations are
+the same bytes.
 """
 
-import json
-import os
-
 import keras
-import numpy as np
 from keras import ops
 
-from keras_mha import saving
 from keras_mha._validation import check_bool
 from keras_mha._validation import check_positive_int
 from keras_mha._validation import check_strings
 from keras_mha.generation import compiled
 from keras_mha.generation import greedy_sampler
+from keras_mha.seq2seq import persistence
+from keras_mha.seq2seq import pipeline
 from keras_mha.seq2seq.decoding import decode_function
 from keras_mha.seq2seq.tokenizers import END_ID
 from keras_mha.seq2seq.tokenizers import START_ID
-
-# Bucket upper bounds (in tokens) of `Translator.dataset`.
-BUCKET_BOUNDARIES = (8, 12, 16, 20, 24, 32, 40, 48, 64, 96, 128, 192, 256)
-
-
-def _pad_to_boundary(batch, longest):
-    """Pads `(b, n)` ids with zeros to the smallest bucket boundary (or
-    `longest`) that is at least `n`."""
-    import tensorflow as tf
-
-    lengths = [b for b in BUCKET_BOUNDARIES if b < longest] + [longest]
-    lengths = tf.constant(lengths, tf.int32)
-    length = tf.shape(batch)[1]
-    padded = tf.reduce_min(tf.boolean_mask(lengths, lengths >= length))
-    return tf.pad(batch, [[0, 0], [0, padded - length]])
+from keras_mha.seq2seq.tokenizers import TokenizerPair
+from keras_mha.seq2seq.tokenizers import with_live_tokenizers
 
 
 class Translator:
@@ -50,10 +34,10 @@ class Translator:
         source_tokenizer: tokenizer of the source (a keras_hub
             `SentencePieceTokenizer` from `train_tokenizer`).
         target_tokenizer: tokenizer of the target, likewise.
-        max_length: int. Most target tokens decoded, the start token
-            included. Defaults to `64`.
-        max_source_length: int. Longer sources are cut to this many tokens.
-            Defaults to `256`.
+        max_length: int, at least 2. Most target tokens decoded, the
+            start token included. Defaults to `64`.
+        max_source_length: int, at least 2. Longer sources are cut to this
+            many tokens. Defaults to `256`.
 
     Example:
 
@@ -78,59 +62,64 @@ class Translator:
         max_length=64,
         max_source_length=256,
     ):
-        for name, value in (
-            ("max_length", max_length),
-            ("max_source_length", max_source_length),
-        ):
-            if not isinstance(value, int) or value < 2:
-                raise ValueError(
-                    f"`{name}` expected an integer >= 2. "
-                    f"Received: {name}={value!r}"
-                )
+        self.tokenizers = TokenizerPair(
+            source_tokenizer, target_tokenizer, max_length, max_source_length
+        )
         self.model = model
-        self.source_tokenizer = source_tokenizer
-        self.target_tokenizer = target_tokenizer
-        self.max_length = max_length
-        self.max_source_length = max_source_length
-        self._functions = {}
+        self._functions = _TranslateFunctions()
 
-    # Tokenization (TensorFlow ops: keras_hub's tokenizers run TF Text).
+    @property
+    def source_tokenizer(self):
+        return self.tokenizers.source_tokenizer
 
-    def source_ids(self, sentences):
-        """`(b,)` tf strings -> `(b, s)` int32 tf ids: pieces, then end."""
-        import tensorflow as tf
+    @property
+    def target_tokenizer(self):
+        return self.tokenizers.target_tokenizer
 
-        pieces = self.source_tokenizer(sentences)
-        pieces = pieces[:, : self.max_source_length - 1]
-        ends = tf.fill([tf.shape(sentences)[0], 1], END_ID)
-        return tf.concat([pieces, ends], axis=1).to_tensor()
+    @property
+    def max_length(self):
+        return self.tokenizers.max_length
 
-    def target_texts(self, ids, sentences):
-        """Decoded `(b, t)` ids -> `(b,)` tf strings; blank sentences give
-        empty strings."""
-        import tensorflow as tf
+    @max_length.setter
+    def max_length(self, value):
+        self.tokenizers.max_length = value
 
-        ids = tf.convert_to_tensor(ids)[:, 1:]
-        # Keep the tokens before the first end token.
-        before_end = tf.cumsum(tf.cast(ids == END_ID, "int32"), 1) == 0
-        ids = tf.where(before_end, ids, 0)
-        texts = self.target_tokenizer.detokenize(ids)
-        blank = tf.strings.length(tf.strings.strip(sentences)) == 0
-        return tf.where(blank, "", texts)
+    @property
+    def max_source_length(self):
+        return self.tokenizers.max_source_length
+
+    @max_source_length.setter
+    def max_source_length(self, value):
+        self.tokenizers.max_source_length = value
 
     def strings_to_strings(self, sentences, sampler=None):
-        """`(b,)` tf strings -> `(b,)` translated tf strings, traceable: the
-        function a SavedModel serves (TensorFlow backend)."""
-        decode_ids = decode_function(
-            self.model,
-            self.max_length,
-            START_ID,
-            END_ID,
-            sampler or greedy_sampler(),
-            use_cache=True,
+        """Translates a tensor of strings, traceable: the function that a
+        SavedModel serves (TensorFlow backend) and `translate` compiles.
+
+        Args:
+            sentences: `(b,)` `tf.string` tensor.
+            sampler: the sampler of the decoding loop. Defaults to `None`,
+                greedy decoding.
+
+        Returns:
+            A `(b,)` `tf.string` tensor of translations.
+
+        Example:
+
+        >>> import tensorflow as tf
+        >>> pairs = keras_mha.seq2seq.data.number_pairs(40, seed=0)
+        >>> translator = keras_mha.seq2seq.build_translator(
+        ...     pairs, vocabulary_size=400, hidden_dim=8, num_heads=2,
+        ...     intermediate_dim=8, num_layers=1,
+        ... )
+        >>> translate = tf.function(translator.strings_to_strings)
+        >>> translate(tf.constant(["", "Marie has two cats."])).shape
+        TensorShape([2])
+        """
+        sampler = sampler or greedy_sampler()
+        return _strings_function(self.model, self.tokenizers, sampler)(
+            sentences
         )
-        ids = decode_ids(self.source_ids(sentences))
-        return self.target_texts(ids, sentences)
 
     def translate(self, sentences, batch_size=256, sampler=None, compile=True):
         """Translates a list of strings; returns a list of strings.
@@ -170,98 +159,25 @@ class Translator:
         sentences = check_strings("sentences", sentences)
         check_positive_int("batch_size", batch_size)
         check_bool("compile", compile)
+        sampler = sampler or greedy_sampler()
+
+        def translate_batch(batch):
+            run = self._functions.get(
+                self.model, self.tokenizers, sampler, compile
+            )
+            return run(batch)
+
         translations = []
         for i in range(0, len(sentences), batch_size):
             batch = tf.constant(sentences[i : i + batch_size], tf.string)
-            texts = self.with_live_tokenizers(
-                lambda batch=batch: self._translate_batch(
-                    batch, sampler, compile
-                )
+            texts = with_live_tokenizers(
+                lambda batch=batch: translate_batch(batch),
+                [self.source_tokenizer, self.target_tokenizer],
+                # What was traced holds the dropped resources.
+                on_reload=self._functions.clear,
             )
             translations += [text.decode("utf-8") for text in texts.numpy()]
         return translations
-
-    def _translate_batch(self, sentences, sampler, compile=True):
-        import tensorflow as tf
-
-        sampler = sampler or greedy_sampler()
-        config = sorted(sampler.get_config().items())
-        key = repr((type(sampler).__name__, config, compile))
-        if key not in self._functions:
-            if keras.backend.backend() == "tensorflow" and compile:
-                self._functions[key] = tf.function(
-                    lambda s: self.strings_to_strings(s, sampler),
-                    input_signature=[tf.TensorSpec((None,), tf.string)],
-                )
-            else:
-                decode_ids = decode_function(
-                    self.model,
-                    self.max_length,
-                    START_ID,
-                    END_ID,
-                    sampler,
-                    use_cache=True,
-                )
-                if compile:
-                    decode_ids = compiled(
-                        self.model,
-                        sampler,
-                        ("translate", self.max_length),
-                        decode_ids,
-                    )
-                source_ids = tf.function(self.source_ids)
-
-                def run(sentences):
-                    ids = decode_ids(source_ids(sentences).numpy())
-                    ids = ops.convert_to_numpy(ids)
-                    return self.target_texts(ids, sentences)
-
-                self._functions[key] = run
-        return self._functions[key](sentences)
-
-    def with_live_tokenizers(self, call):
-        """`call()`, run again on fresh tokenizer resources if TensorFlow
-        dropped them.
-
-        TF Text keeps a SentencePiece model in a resource that TensorFlow
-        deletes when its kernel cache is cleared, as `tf.random.set_seed`
-        (and so `keras.utils.set_random_seed`) does.
-        """
-        import tensorflow as tf
-
-        try:
-            return call()
-        except tf.errors.NotFoundError as error:
-            if "SentencepieceOp" not in str(error):
-                raise
-        for tokenizer in {
-            id(t): t for t in (self.source_tokenizer, self.target_tokenizer)
-        }.values():
-            tokenizer.set_proto(tokenizer.proto)
-        self._functions.clear()
-        return call()
-
-    # Training data.
-
-    def token_ids(self, pairs):
-        """Source ids and `start, pieces, end` target ids of `pairs`, as
-        two lists of int32 arrays (targets cut to `max_length`)."""
-        import tensorflow as tf
-
-        sources, targets = zip(*pairs)
-        # In a graph, keras_hub's tokenizers return tf.RaggedTensors.
-        source_ids = self.with_live_tokenizers(
-            lambda: tf.function(self.source_ids)(tf.constant(sources))
-        ).numpy()
-        pieces = self.with_live_tokenizers(
-            lambda: tf.function(self.target_tokenizer)(tf.constant(targets))
-        ).to_list()
-        source_ids = [row[row != 0] for row in source_ids]
-        target_ids = [
-            np.array([START_ID, *row[: self.max_length - 1], END_ID], "int32")
-            for row in pieces
-        ]
-        return source_ids, target_ids
 
     def dataset(
         self,
@@ -272,28 +188,19 @@ class Translator:
         seed=0,
         pad_to_boundaries=None,
     ):
-        """A `tf.data.Dataset` of `((source_ids, decoder_input), labels)`.
-
-        The decoder sees `start w1 .. wn` and learns `w1 .. wn end`. With
-        `bucketed=True`, sentences are grouped by length
-        (`bucket_by_sequence_length`) and each batch is padded to its own
-        longest sentence. With `pad_to_boundaries=True`, a batch's sources
-        and targets are each padded further, up to the next bucket
-        boundary: a few batch shapes, so JAX, which compiles the train step
-        once per shape, compiles a few times instead of once per batch
-        length (the default on JAX only). With `bucketed=False`,
-        every batch is padded to the longest sentence of `pairs`, the
-        padding-heavy baseline. Shuffled anew each epoch with
-        `shuffle=True`.
+        """A `tf.data.Dataset` of `((source_ids, decoder_input), labels)`
+        for `model.fit`, bucketed by length: what
+        `keras_mha.seq2seq.pipeline.teacher_forcing_dataset` makes of
+        `pairs` with this translator's tokenizers (it describes the
+        batches and the arguments).
 
         Args:
             pairs: list of `(source, target)` strings.
-            batch_size: int. Pairs a batch. Defaults to `64`.
-            bucketed: bool. Group pairs by length. Defaults to `True`.
-            shuffle: bool. Shuffle anew each epoch. Defaults to `True`.
-            seed: int. Seed of the shuffle. Defaults to `0`.
-            pad_to_boundaries: bool or `None`. Pad batches up to the next
-                bucket boundary; `None` does so on JAX only. Defaults to
+            batch_size: int. Defaults to `64`.
+            bucketed: bool. Defaults to `True`.
+            shuffle: bool. Defaults to `True`.
+            seed: int. Defaults to `0`.
+            pad_to_boundaries: bool or `None` (JAX only). Defaults to
                 `None`.
 
         Returns:
@@ -306,174 +213,140 @@ class Translator:
         ...     pairs, vocabulary_size=400, hidden_dim=8, num_heads=2,
         ...     intermediate_dim=8, num_layers=1,
         ... )
-        >>> (source, decoder_input), labels = next(
-        ...     iter(translator.dataset(pairs, batch_size=4, shuffle=False))
-        ... )
-        >>> source.shape[0], decoder_input.shape == labels.shape
-        (4, True)
+        >>> data = translator.dataset(pairs, batch_size=8)
+        >>> sum(int(labels.shape[0]) for _, labels in data)  # every pair
+        40
         """
-        import tensorflow as tf
-
-        source_ids, target_ids = self.token_ids(pairs)
-        source_max = max(len(row) for row in source_ids)
-        target_max = max(len(row) for row in target_ids) - 1
-        data = tf.data.Dataset.from_tensor_slices(
-            (
-                tf.ragged.constant(source_ids, tf.int32),
-                tf.ragged.constant(target_ids, tf.int32),
-            )
+        return pipeline.teacher_forcing_dataset(
+            self.tokenizers,
+            pairs,
+            batch_size,
+            bucketed=bucketed,
+            shuffle=shuffle,
+            seed=seed,
+            pad_to_boundaries=pad_to_boundaries,
         )
-        if shuffle:
-            data = data.shuffle(len(pairs), seed=seed)
-
-        def teacher_forcing(source, target):
-            # RaggedTensor rows become plain 1-D tensors.
-            return source, target[:-1], target[1:]
-
-        data = data.map(teacher_forcing)
-        if bucketed:
-            boundaries = [b for b in BUCKET_BOUNDARIES if b < target_max] or [
-                target_max
-            ]
-            data = data.bucket_by_sequence_length(
-                lambda source, inputs, labels: tf.maximum(
-                    tf.shape(source)[0], tf.shape(inputs)[0]
-                ),
-                bucket_boundaries=boundaries,
-                bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-            )
-            if pad_to_boundaries is None:
-                pad_to_boundaries = keras.backend.backend() == "jax"
-            if pad_to_boundaries:
-                data = data.map(
-                    lambda s, i, labels: (
-                        _pad_to_boundary(s, source_max),
-                        _pad_to_boundary(i, target_max),
-                        _pad_to_boundary(labels, target_max),
-                    )
-                )
-        else:
-            data = data.padded_batch(
-                batch_size,
-                padded_shapes=([source_max], [target_max], [target_max]),
-            )
-        data = data.map(lambda s, i, labels: ((s, i), labels))
-        return data.prefetch(tf.data.AUTOTUNE)
-
-    # Saving.
 
     def save(self, directory):
-        """Writes `translator.keras` (unless the model is not built),
-        the tokenizers' `source.spm` and `target.spm`, and
-        `translator.json` into `directory`."""
-        os.makedirs(directory, exist_ok=True)
-        self.save_tokenizers(directory)
-        self.model.save(os.path.join(directory, "translator.keras"))
+        """Writes the model, the tokenizers and their lengths into
+        `directory`, as `keras_mha.seq2seq.persistence.save` does.
 
-    def save_tokenizers(self, directory):
-        """The tokenizers and lengths: what a checkpoint needs beside it."""
-        os.makedirs(directory, exist_ok=True)
-        for name in ("source", "target"):
-            tokenizer = getattr(self, f"{name}_tokenizer")
-            with open(os.path.join(directory, f"{name}.spm"), "wb") as file:
-                file.write(tokenizer.proto)
-        with open(os.path.join(directory, "translator.json"), "w") as file:
-            json.dump(
-                {
-                    "max_length": self.max_length,
-                    "max_source_length": self.max_source_length,
-                },
-                file,
-            )
+        Args:
+            directory: str or `os.PathLike`. Created if it does not exist.
+
+        Returns:
+            `None`.
+
+        Example:
+
+        >>> pairs = keras_mha.seq2seq.data.number_pairs(40, seed=0)
+        >>> translator = keras_mha.seq2seq.build_translator(
+        ...     pairs, vocabulary_size=400, hidden_dim=8, num_heads=2,
+        ...     intermediate_dim=8, num_layers=1,
+        ... )
+        >>> translator.save("translator")
+        >>> loaded = keras_mha.seq2seq.Translator.load("translator")
+        >>> loaded.max_length == translator.max_length
+        True
+        """
+        persistence.save(self.model, self.tokenizers, directory)
 
     @classmethod
     def load(cls, directory):
-        """Loads what `save` (or a checkpoint beside `save_tokenizers`)
-        wrote to `directory`.
+        """Loads what `save` (or a checkpoint beside
+        `persistence.save_tokenizers`) wrote to `directory`, checking
+        every file first, as `keras_mha.seq2seq.persistence.load` does.
 
-        Each file is checked before it is used and nothing is written: the
-        lengths (`translator.json`), the tokenizers (`source.spm`,
-        `target.spm`), then the model (`translator.keras`, through
-        `keras_mha.saving.load_model`, in safe mode).
+        Args:
+            directory: str or `os.PathLike`, a directory that `save` wrote.
+
+        Returns:
+            A `Translator`.
 
         Raises:
             FileNotFoundError: if `directory` or one of its files is
                 missing, naming it.
             ValueError: if one of the files is damaged (truncated, corrupt
                 or not what `save` writes), naming it.
+
+        Example:
+
+        >>> keras_mha.seq2seq.Translator.load("nowhere")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: ...directory='nowhere'
         """
-        import keras_hub
-
-        directory = os.fspath(directory)
-        if not os.path.isdir(directory):
-            raise FileNotFoundError(
-                "`directory` expected an existing directory written by "
-                f"Translator.save. Received: directory={directory!r}"
-            )
-        lengths = _read_lengths(os.path.join(directory, "translator.json"))
-        protos = [
-            _read_proto(os.path.join(directory, f"{name}.spm"))
-            for name in ("source", "target")
-        ]
-        model = saving.load_model(os.path.join(directory, "translator.keras"))
-        tokenizers = [
-            keras_hub.tokenizers.SentencePieceTokenizer(proto=proto)
-            for proto in dict.fromkeys(protos)
-        ]
-        if len(tokenizers) == 1:  # One joint tokenizer serves both sides.
-            tokenizers *= 2
-        return cls(model, *tokenizers, **lengths)
-
-
-def _missing(path):
-    return FileNotFoundError(
-        "Translator.load expected the file that Translator.save writes. "
-        f"Received: missing file {path!r}"
-    )
-
-
-def _damaged(path, reason):
-    return ValueError(
-        f"Translator.load cannot read {path!r}: the file is damaged "
-        f"({reason}); save the translator again."
-    )
-
-
-def _read_lengths(path):
-    """The `max_length` and `max_source_length` in `translator.json`."""
-    if not os.path.isfile(path):
-        raise _missing(path)
-    try:
-        with open(path, "rb") as file:
-            lengths = json.loads(file.read())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise _damaged(path, f"not valid JSON: {error}") from error
-    keys = {"max_length", "max_source_length"}
-    if not isinstance(lengths, dict) or set(lengths) != keys:
-        raise _damaged(path, f"expected a JSON object of {sorted(keys)}")
-    return lengths
-
-
-def _read_proto(path):
-    """The bytes of a SentencePiece model file, checked to parse.
-
-    TF Text would report a damaged model only when the tokenizer first
-    runs, as an `InternalError` that names no file.
-    """
-    import sentencepiece
-
-    if not os.path.isfile(path):
-        raise _missing(path)
-    with open(path, "rb") as file:
-        proto = file.read()
-    try:
-        pieces = sentencepiece.SentencePieceProcessor(
-            model_proto=proto
-        ).get_piece_size()
-    except RuntimeError as error:
-        raise _damaged(path, "not a SentencePiece model") from error
-    if pieces <= END_ID:
-        raise _damaged(
-            path, f"a SentencePiece model of {pieces} pieces, no end token"
+        model, tokenizers = persistence.load(directory)
+        return cls(
+            model,
+            tokenizers.source_tokenizer,
+            tokenizers.target_tokenizer,
+            tokenizers.max_length,
+            tokenizers.max_source_length,
         )
-    return proto
+
+
+class _TranslateFunctions:
+    """The `(b,) tf strings -> (b,) tf strings` functions `translate` runs,
+    each made once for what it closes over: the model, the tokenizers and
+    their lengths, the sampler's type and config, and `compile`."""
+
+    def __init__(self):
+        self._functions = {}
+
+    def get(self, model, tokenizers, sampler, compile):
+        key = (
+            id(model),
+            id(tokenizers),
+            tokenizers.max_length,
+            tokenizers.max_source_length,
+            type(sampler).__name__,
+            repr(sorted(sampler.get_config().items())),
+            compile,
+        )
+        if key not in self._functions:
+            self._functions[key] = _translate_function(
+                model, tokenizers, sampler, compile
+            )
+        return self._functions[key]
+
+    def clear(self):
+        self._functions.clear()
+
+
+def _strings_function(model, tokenizers, sampler):
+    """The traceable `strings -> strings` function of `strings_to_strings`."""
+    decode_ids = decode_function(
+        model, tokenizers.max_length, START_ID, END_ID, sampler, True
+    )
+
+    def strings_to_strings(sentences):
+        ids = decode_ids(tokenizers.source_ids(sentences))
+        return tokenizers.target_texts(ids, sentences)
+
+    return strings_to_strings
+
+
+def _translate_function(model, tokenizers, sampler, compile):
+    """One `tf.function` of `_strings_function` on TensorFlow; elsewhere,
+    tokenizers in TensorFlow around the backend's decoding loop."""
+    import tensorflow as tf
+
+    if keras.backend.backend() == "tensorflow" and compile:
+        return tf.function(
+            _strings_function(model, tokenizers, sampler),
+            input_signature=[tf.TensorSpec((None,), tf.string)],
+        )
+    decode_ids = decode_function(
+        model, tokenizers.max_length, START_ID, END_ID, sampler, True
+    )
+    if compile:
+        key = ("translate", tokenizers.max_length)
+        decode_ids = compiled(model, sampler, key, decode_ids)
+    source_ids = tf.function(tokenizers.source_ids)
+
+    def run(sentences):
+        ids = decode_ids(source_ids(sentences).numpy())
+        return tokenizers.target_texts(ops.convert_to_numpy(ids), sentences)
+
+    return run
