@@ -42,6 +42,7 @@ from benchmarks.sizes import SIZES
 from benchmarks.timing import fastest_of_interleaved
 from benchmarks.timing import log
 from benchmarks.timing import machine
+from benchmarks.timing import step_runner
 
 SHAPES = {
     "llama": dict(
@@ -140,7 +141,7 @@ def models_part(kinds, batch, length, steps, rounds):
                     model.predict_on_batch(inputs)
             for mode in ("train", "predict"):
                 runners = {
-                    impl: _runner(model, mode, inputs, target, steps)
+                    impl: step_runner(model, mode, inputs, target, steps)
                     for impl, model in models.items()
                 }
                 best = fastest_of_interleaved(
@@ -164,17 +165,6 @@ def models_part(kinds, batch, length, steps, rounds):
                         }
                     )
     return rows
-
-
-def train_runner(model, inputs, target, steps):
-    """One round: `steps` training steps of `model`."""
-    return lambda: [model.train_on_batch(inputs, target) for _ in range(steps)]
-
-
-def _runner(model, mode, inputs, target, steps):
-    if mode == "train":
-        return train_runner(model, inputs, target, steps)
-    return lambda: [model.predict_on_batch(inputs) for _ in range(steps)]
 
 
 def _error_row(kind, part, error):

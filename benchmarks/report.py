@@ -430,11 +430,12 @@ def _plot_long(ax, rows_by_name, memory_field):
     """Time and peak memory against the length; where each way failed."""
     for (name, rows), marker in zip(rows_by_name.items(), "os"):
         ok = [r for r in rows if r["status"] == "ok"]
-        lengths = [r["seq_length"] for r in ok]
-        seconds = [r["seconds"] for r in ok]
-        ax.plot(lengths, seconds, f"{marker}-", label=f"{name} time (s)")
-        memory = [r[memory_field] / _GIB for r in ok]
-        ax.plot(lengths, memory, f"{marker}--", label=f"{name} peak GiB")
+        if ok:  # an empty line breaks a log axis
+            lengths = [r["seq_length"] for r in ok]
+            seconds = [r["seconds"] for r in ok]
+            ax.plot(lengths, seconds, f"{marker}-", label=f"{name} time (s)")
+            memory = [r[memory_field] / _GIB for r in ok]
+            ax.plot(lengths, memory, f"{marker}--", label=f"{name} peak GiB")
         for r in rows:
             if r["status"] not in ("ok", "skipped"):
                 # At the bottom of the axes, where the curve stops.
@@ -450,4 +451,5 @@ def _plot_long(ax, rows_by_name, memory_field):
     ax.set_yscale("log")
     ax.set_xlabel("sequence length")
     ax.set_title("self-attention forward + backward")
-    ax.legend(fontsize=8)
+    if ax.lines:
+        ax.legend(fontsize=8)

@@ -26,6 +26,7 @@ import time
 
 from benchmarks import report
 from benchmarks.sizes import sizes
+from benchmarks.timing import comma_list
 from benchmarks.timing import log
 
 CASES = ("encoder", "generation", "long")
@@ -80,21 +81,8 @@ def parse_args(argv=None):
         help="long case: kill a child running longer",
     )
     args = parser.parse_args(argv)
-    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = sorted(set(cases) - set(CASES))
-    if unknown or not cases:
-        parser.error(
-            f"--cases expected some of {', '.join(CASES)}. "
-            f"Received: --cases={args.cases}"
-        )
-    args.cases = [c for c in CASES if c in cases]
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    if set(backends) - set(BACKENDS) or not backends:
-        parser.error(
-            f"--backends expected some of {', '.join(BACKENDS)}. "
-            f"Received: --backends={args.backends}"
-        )
-    args.backends = [b for b in BACKENDS if b in backends]
+    args.cases = comma_list(parser, "--cases", args.cases, CASES)
+    args.backends = comma_list(parser, "--backends", args.backends, BACKENDS)
     if args.results_dir is None:
         args.results_dir = (
             os.path.join("runs", "bench-smoke")

@@ -17,6 +17,7 @@ import time
 from benchmarks import report
 from benchmarks.child import Child
 from benchmarks.sizes import sizes
+from benchmarks.timing import comma_list
 
 SCHEMA = "keras_mha.gpu_check/1"
 PARTS = (
@@ -85,13 +86,7 @@ def parse_args(argv=None):
         "--block-tensorflow", action="store_true", help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
-    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    if set(parts) - set(PARTS) or not parts:
-        parser.error(
-            f"--parts expected some of {', '.join(PARTS)}. "
-            f"Received: --parts={args.parts}"
-        )
-    args.parts = [p for p in PARTS if p in parts]
+    args.parts = comma_list(parser, "--parts", args.parts, PARTS)
     if args.budget_s is None:
         args.budget_s = SMOKE_BUDGET_S if args.smoke else TOTAL_BUDGET_S
     if args.budget_s <= 0:

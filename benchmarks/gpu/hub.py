@@ -13,6 +13,7 @@ def run(recorder, sizes, rounds):
     import keras_mha
     from benchmarks import keras_hub_models as hub
     from benchmarks.timing import fastest_of_interleaved
+    from benchmarks.timing import step_runner
 
     keras.config.set_dtype_policy("mixed_bfloat16")
     keras.utils.set_random_seed(0)
@@ -34,7 +35,7 @@ def run(recorder, sizes, rounds):
         model.train_on_batch(inputs, target)  # compiles
     best = fastest_of_interleaved(
         {
-            impl: hub.train_runner(model, inputs, target, steps)
+            impl: step_runner(model, "train", inputs, target, steps)
             for impl, model in models.items()
         },
         rounds,
