@@ -15,6 +15,7 @@ import numpy as np
 from benchmarks.timing import attention_block_flops
 from benchmarks.timing import fastest_of_interleaved
 from benchmarks.timing import log
+from benchmarks.timing import step_runner
 
 IMPLS = ("keras_mha", "keras_hub", "keras")
 
@@ -159,11 +160,9 @@ def run(
 
 
 def _runner(model, mode, x, y, steps, device_resident=False):
-    if mode == "train":
-        return lambda: [model.train_on_batch(x, y) for _ in range(steps)]
-    if device_resident:
+    if mode == "predict" and device_resident:
         return _device_predict(model, x, steps)
-    return lambda: [model.predict_on_batch(x) for _ in range(steps)]
+    return step_runner(model, mode, x, y, steps)
 
 
 def _device_predict(model, x, steps):

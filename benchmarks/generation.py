@@ -162,50 +162,49 @@ def generated_flops(cfg, batch, prompt_length, cached):
     return batch * (steps * step + (prefill if cached else 0))
 
 
-def run(cfg, batch, prompt_length, rounds, peak):
-    """Generates with each way; returns rows of the table."""
+def run(cfg, batches, prompt_length, rounds, peak):
+    """Generates with each way at each batch; returns rows of the table."""
     rows = []
-    impls = list(IMPLS)
     rng = np.random.default_rng(0)
-    prompt = rng.integers(1, cfg["vocab"], (batch, prompt_length))
-    token_ids = np.zeros((batch, cfg["max_length"]), dtype="int32")
-    token_ids[:, :prompt_length] = prompt
-    padding_mask = token_ids != 0
     ours, theirs = make_stack("keras_mha", cfg), make_stack("keras_hub", cfg)
     # Recompute runs our layers without the cache: the same weights.
     stacks = {"keras_mha": ours, "keras_hub": theirs, "recompute": ours}
-    generates, outputs = {}, {}
-    for impl in impls:
-        log(f"generation {impl}: tracing and compiling")
-        stacks[impl](token_ids[:, :prompt_length])  # builds the layers
-        generates[impl] = make_generate(
-            stacks[impl], batch, prompt_length, impl != "recompute"
-        )
-        outputs[impl] = generates[impl](token_ids, padding_mask).numpy()
-    runners = {
-        impl: (lambda g=g: g(token_ids, padding_mask).numpy())
-        for impl, g in generates.items()
-    }
-    best = fastest_of_interleaved(runners, rounds, "generation")
-    new_tokens = batch * (cfg["max_length"] - prompt_length)
-    for impl in IMPLS:
-        row = {
-            "impl": impl,
-            "batch": batch,
-            "prompt_length": prompt_length,
-            "new_tokens": cfg["max_length"] - prompt_length,
-        }
-        flops = generated_flops(cfg, batch, prompt_length, impl != "recompute")
-        row.update(
-            status="ok",
-            seconds=best[impl],
-            tokens_per_second=new_tokens / best[impl],
-            fraction_of_matmul_peak=flops / best[impl] / peak,
-        )
-        if impl == "keras_mha":
-            # Same weights as recompute: greedy tokens should agree.
-            row["same_tokens_as_recompute"] = float(
-                np.mean(outputs[impl] == outputs["recompute"])
+    for batch in batches:
+        prompt = rng.integers(1, cfg["vocab"], (batch, prompt_length))
+        token_ids = np.zeros((batch, cfg["max_length"]), dtype="int32")
+        token_ids[:, :prompt_length] = prompt
+        padding_mask = token_ids != 0
+        generates, outputs = {}, {}
+        for impl in IMPLS:
+            log(f"generation {impl} batch {batch}: tracing and compiling")
+            stacks[impl](token_ids[:, :prompt_length])  # builds the layers
+            generates[impl] = make_generate(
+                stacks[impl], batch, prompt_length, impl != "recompute"
             )
-        rows.append(row)
+            outputs[impl] = generates[impl](token_ids, padding_mask).numpy()
+        runners = {
+            impl: (lambda g=g, t=token_ids, m=padding_mask: g(t, m).numpy())
+            for impl, g in generates.items()
+        }
+        best = fastest_of_interleaved(runners, rounds, f"generation {batch}")
+        new_tokens = batch * (cfg["max_length"] - prompt_length)
+        for impl in IMPLS:
+            cached = impl != "recompute"
+            flops = generated_flops(cfg, batch, prompt_length, cached)
+            row = {
+                "impl": impl,
+                "batch": batch,
+                "prompt_length": prompt_length,
+                "new_tokens": cfg["max_length"] - prompt_length,
+                "status": "ok",
+                "seconds": best[impl],
+                "tokens_per_second": new_tokens / best[impl],
+                "fraction_of_matmul_peak": flops / best[impl] / peak,
+            }
+            if impl == "keras_mha":
+                # Same weights as recompute: greedy tokens should agree.
+                row["same_tokens_as_recompute"] = float(
+                    np.mean(outputs[impl] == outputs["recompute"])
+                )
+            rows.append(row)
     return rows

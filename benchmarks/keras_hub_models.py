@@ -29,17 +29,20 @@ it to `--out`.
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import time
 
 import numpy as np
 
+from benchmarks.child import Child
+from benchmarks.child import last_json
+from benchmarks.child import peak_rss_bytes
 from benchmarks.encoder import default_jits
+from benchmarks.sizes import SIZES
 from benchmarks.timing import fastest_of_interleaved
 from benchmarks.timing import log
 from benchmarks.timing import machine
+from benchmarks.timing import step_runner
 
 SHAPES = {
     "llama": dict(
@@ -138,7 +141,7 @@ def models_part(kinds, batch, length, steps, rounds):
                     model.predict_on_batch(inputs)
             for mode in ("train", "predict"):
                 runners = {
-                    impl: _runner(model, mode, inputs, target, steps)
+                    impl: step_runner(model, mode, inputs, target, steps)
                     for impl, model in models.items()
                 }
                 best = fastest_of_interleaved(
@@ -162,17 +165,6 @@ def models_part(kinds, batch, length, steps, rounds):
                         }
                     )
     return rows
-
-
-def train_runner(model, inputs, target, steps):
-    """One round: `steps` training steps of `model`."""
-    return lambda: [model.train_on_batch(inputs, target) for _ in range(steps)]
-
-
-def _runner(model, mode, inputs, target, steps):
-    if mode == "train":
-        return train_runner(model, inputs, target, steps)
-    return lambda: [model.predict_on_batch(inputs) for _ in range(steps)]
 
 
 def _error_row(kind, part, error):
@@ -286,8 +278,7 @@ def long_child(impl, length, chunk):
     start = time.perf_counter()
     keras.ops.convert_to_numpy(model(inputs))
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"seconds": seconds, "peak_rss_bytes": peak}))
+    print(json.dumps({"seconds": seconds, "peak_rss_bytes": peak_rss_bytes()}))
 
 
 def long_part(length, chunk, timeout_s):
@@ -296,17 +287,8 @@ def long_part(length, chunk, timeout_s):
 
     rows = []
     for impl in IMPLS:
-        command = [
-            sys.executable,
-            "-m",
-            "benchmarks.keras_hub_models",
-            "--long-child",
-            impl,
-            "--long-length",
-            str(length),
-            "--long-chunk",
-            str(chunk),
-        ]
+        args = ["--long-child", impl, "--long-length", str(length)]
+        args += ["--long-chunk", str(chunk)]
         row = {
             "part": "long",
             "model": "llama",
@@ -315,24 +297,14 @@ def long_part(length, chunk, timeout_s):
             "seq_length": length,
         }
         log(f"long {impl} {length}: running")
-        try:
-            result = subprocess.run(
-                command, capture_output=True, text=True, timeout=timeout_s
-            )
-        except subprocess.TimeoutExpired:
-            rows.append({**row, "status": "timed out"})
+        child = Child(
+            "benchmarks.keras_hub_models", args, time_limit_s=timeout_s
+        ).wait()
+        if child["status"] != "ok":
+            rows.append({**row, "status": child["status"]})
+            rows[-1]["error"] = child["reason"]
             continue
-        if result.returncode:
-            error = result.stderr.strip().splitlines()[-1:]
-            rows.append({**row, "status": "error", "error": error})
-            continue
-        rows.append(
-            {
-                **row,
-                "status": "ok",
-                **json.loads(result.stdout.strip().splitlines()[-1]),
-            }
-        )
+        rows.append({**row, "status": "ok", **last_json(child["output"])})
     return rows
 
 
@@ -340,12 +312,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", default="models,generation")
     parser.add_argument("--models", default="llama,bert")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seq-length", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--prompt-length", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=64)
+    full = SIZES["keras_hub"]["full"]  # the defaults: the table's full run
+    add = parser.add_argument
+    add("--batch", type=int, default=full["batch"])
+    add("--seq-length", type=int, default=full["seq_length"])
+    add("--steps", type=int, default=full["steps"])
+    add("--rounds", type=int, default=SIZES["rounds"]["full"])
+    add("--prompt-length", type=int, default=full["prompt_length"])
+    add("--max-length", type=int, default=full["max_length"])
     parser.add_argument("--long-length", type=int, default=16384)
     parser.add_argument("--long-chunk", type=int, default=1024)
     parser.add_argument("--long-timeout-s", type=float, default=300)

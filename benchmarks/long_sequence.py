@@ -14,11 +14,11 @@ Run as a module, it is the child: `python -m benchmarks.long_sequence
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
 
+from benchmarks.child import Child
+from benchmarks.child import last_json
+from benchmarks.child import peak_rss_bytes
 from benchmarks.timing import log
 
 IMPLS = ("keras_mha", "keras")
@@ -30,100 +30,37 @@ def attention_layer_flops(seq_length, width):
     return 2 * seq_length * 4 * width**2 + 4 * seq_length**2 * width
 
 
-def _status_bytes(pid, field):
-    """A memory field of /proc/PID/status in bytes, or 0 once it is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(f"{field}:"):
-                    return int(line.split()[1]) * 1024  # given in kB
-    except OSError:
-        pass
-    return 0
-
-
-def peak_rss_bytes():
-    """This process's peak resident set size since it started its program.
-
-    `VmHWM`, the high-water mark of this program's memory, and not
-    `getrusage(RUSAGE_SELF).ru_maxrss`: Linux carries `ru_maxrss` over
-    from the parent through fork and exec, so a child of a 2 GiB parent
-    reports at least 2 GiB.
-    """
-    return _status_bytes("self", "VmHWM")
-
-
 def run_child(
     impl, seq_length, width, num_heads, repeats, memory_cap, time_cap
 ):
     """Runs one (impl, length) in a child process under the caps.
 
     Returns:
-        A dict with `status` ("ok", "memory cap", "time cap" or "error"),
+        A dict with `status` ("ok", "memory cap", "timed out" or "error"),
         and with "ok" the fastest `seconds` and `peak_rss_bytes`.
     """
-    command = [
-        sys.executable,
-        "-m",
+    args = ["--impl", impl, "--seq-length", str(seq_length)]
+    args += ["--width", str(width), "--num-heads", str(num_heads)]
+    args += ["--repeats", str(repeats)]
+    result = Child(
         "benchmarks.long_sequence",
-        "--impl",
-        impl,
-        "--seq-length",
-        str(seq_length),
-        "--width",
-        str(width),
-        "--num-heads",
-        str(num_heads),
-        "--repeats",
-        str(repeats),
-    ]
-    env = {
-        **os.environ,
-        "KERAS_BACKEND": "tensorflow",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    child = subprocess.Popen(
-        command,
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    start, watched_peak, status = time.monotonic(), 0, None
-    while child.poll() is None:
-        rss = _status_bytes(child.pid, "VmRSS")
-        watched_peak = max(watched_peak, rss)
-        if rss > memory_cap:
-            status = "memory cap"
-        elif time.monotonic() - start > time_cap:
-            status = "time cap"
-        if status:
-            child.kill()
-            break
-        time.sleep(0.05)
-    stdout, stderr = child.communicate()
-    row = {
-        "watched_peak_rss_bytes": watched_peak,
-        "wall_seconds": time.monotonic() - start,
-    }
-    if status:
-        return {**row, "status": status}
-    if child.returncode != 0:
-        # Killed by the system (out of memory) or crashed.
-        tail = (stderr.strip().splitlines() or ["no output"])[-1]
-        return {
-            **row,
-            "status": "error",
-            "reason": f"exit {child.returncode}: {tail[-300:]}",
-        }
-    return {**row, **json.loads(stdout.strip().splitlines()[-1])}
+        args,
+        env={"KERAS_BACKEND": "tensorflow"},
+        time_limit_s=time_cap,
+        memory_limit_bytes=memory_cap,
+    ).wait()
+    output = result.pop("output")
+    result["wall_seconds"] = result.pop("seconds")
+    if result["status"] != "ok":
+        return result
+    return {**result, **last_json(output)}
 
 
-def run(seq_lengths, width, num_heads, memory_cap, time_cap, peak):
+def run(seq_lengths, width, num_heads, repeats, memory_cap, time_cap, peak):
     """Every impl at every length, shortest first; returns rows.
 
+    Each length runs `repeats` times (once past 4,096 tokens, where one
+    forward + backward takes seconds to minutes) and keeps its fastest.
     Once an impl fails at a length it is not run at longer ones: they
     need more memory and time still.
     """
@@ -140,14 +77,13 @@ def run(seq_lengths, width, num_heads, memory_cap, time_cap, peak):
                     }
                 )
                 continue
-            repeats = 2 if seq_length <= 4096 else 1
             log(f"long seq={seq_length} {impl}: running")
             result = run_child(
                 impl,
                 seq_length,
                 width,
                 num_heads,
-                repeats,
+                repeats if seq_length <= 4096 else 1,
                 memory_cap,
                 time_cap,
             )

@@ -1,11 +1,13 @@
-"""The benchmark's table (Markdown), its targets and its plot."""
+"""The one reporter: the tables (Markdown), targets and plots of both the
+CPU run (`benchmarks.run`, `results["cases"]`) and the GPU check
+(`benchmarks.gpu`, `results["parts"]`). Ratios are ours / peer."""
 
 _GIB = 1024**3
+IMPLS = ("keras_mha", "keras_hub", "keras")
 
 
 def ratio(a, b):
-    """`a / b`, or `None` when either is missing or zero. The one ratio of
-    the benchmarks' reports (`report` and `gpu_report`)."""
+    """`a / b`, or `None` when either is missing or zero."""
     return a / b if a and b else None
 
 
@@ -14,146 +16,138 @@ def times(value):
     return "—" if value is None else f"{value:.2f}x"
 
 
-def _by(rows, *keys):
-    return {tuple(row[k] for k in keys): row for row in rows}
+def number(value, digits=0, scale=1.0):
+    """`value / scale` with thousands separators, or `—` for `None`."""
+    return "—" if value is None else f"{value / scale:,.{digits}f}"
 
 
-def _backend(row):
-    return row.get("backend", "tensorflow")
+def percent(value, digits=0):
+    return "—" if value is None else f"{100 * value:.{digits}f}"
 
 
-def _encoder_index(rows):
-    """Rows by (backend, batch, seq, jit, mode, impl)."""
-    return {
-        (_backend(r), r["batch"], r["seq_length"], r["jit_compile"])
-        + (r["mode"], r["impl"]): r
-        for r in rows
-    }
+def table(header, rows):
+    """A Markdown table of a header and rows of cells."""
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join(f"| {' | '.join(map(str, cells))} |" for cells in lines)
 
 
-def encoder_table(rows):
-    index = _encoder_index(rows)
-    lines = [
-        (
-            "| backend | batch × seq | jit | mode | ours / keras_hub "
-            "| ours / keras | keras_mha tok/s | keras_hub tok/s | keras tok/s "
-            "| % of matmul peak (ours, hub, keras) |"
-        ),
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    seen = []
+def _ok(row, field):
+    return row.get(field) if row.get("status") == "ok" else None
+
+
+def _group(rows, *keys):
+    """`{key tuple: {impl: row}}` in the rows' order."""
+    groups = {}
     for row in rows:
-        key = (
-            _backend(row),
-            row["batch"],
-            row["seq_length"],
-            row["jit_compile"],
-            row["mode"],
-        )
-        if key in seen:
-            continue
-        seen.append(key)
-        speed = {
-            impl: index[(*key, impl)]["tokens_per_second"]
-            for impl in ("keras_mha", "keras_hub", "keras")
-        }
-        peak = "/".join(
-            f"{100 * index[(*key, impl)]['fraction_of_matmul_peak']:.0f}"
-            for impl in ("keras_mha", "keras_hub", "keras")
-        )
+        key = tuple(row.get(k) for k in keys)
+        groups.setdefault(key, {})[row["impl"]] = row
+    return groups
+
+
+_ENCODER_KEYS = ("backend", "batch", "seq_length", "jit_compile", "mode")
+
+
+def encoder_table(rows, peak="matmul"):
+    """Ours / keras_hub and ours / keras tokens/s of each encoder shape."""
+    field = f"fraction_of_{peak}_peak"
+    lines = []
+    for (backend, b, s, jit, mode), by in _group(rows, *_ENCODER_KEYS).items():
+        speed = {i: _ok(by.get(i, {}), "tokens_per_second") for i in IMPLS}
         lines.append(
-            f"| {key[0]} | {key[1]} × {key[2]} | {'on' if key[3] else 'off'} "
-            f"| {key[4]} "
-            f"| {times(ratio(speed['keras_mha'], speed['keras_hub']))} "
-            f"| {times(ratio(speed['keras_mha'], speed['keras']))} "
-            f"| {speed['keras_mha']:,.0f} | {speed['keras_hub']:,.0f} "
-            f"| {speed['keras']:,.0f} | {peak} |"
+            [backend, f"{b} × {s}", "on" if jit else "off", mode]
+            + [times(ratio(speed["keras_mha"], speed[i])) for i in IMPLS[1:]]
+            + [number(speed[i]) for i in IMPLS]
+            + ["/".join(percent(by.get(i, {}).get(field)) for i in IMPLS)]
         )
-    return "\n".join(lines)
-
-
-def generation_table(rows):
-    ours = next(
-        (r for r in rows if r["impl"] == "keras_mha" and r["status"] == "ok"),
-        None,
+    return table(
+        ["backend", "batch × seq", "jit", "mode", "ours / keras_hub"]
+        + ["ours / keras"]
+        + [f"{i} tok/s" for i in IMPLS]
+        + [f"% of {peak} peak (ours, hub, keras)"],
+        lines,
     )
-    lines = [
-        "| generation | tokens/s | ours / this row | % of matmul peak | note |",
-        "|---|---|---|---|---|",
-    ]
-    for row in rows:
-        if row["status"] != "ok":
+
+
+def generation_table(rows, peak="matmul"):
+    """Each way's tokens/s, and ours / it at the same batch."""
+    field = f"fraction_of_{peak}_peak"
+    lines = []
+    for (batch,), by in _group(rows, "batch").items():
+        ours = _ok(by.get("keras_mha", {}), "tokens_per_second")
+        for impl, row in by.items():
+            if row["status"] != "ok":
+                status = f"{row['status']}: {row.get('reason', '')}"
+                lines.append([impl, batch, "—", "—", "—", status])
+                continue
+            note = ""
+            if "same_tokens_as_recompute" in row:
+                same = row["same_tokens_as_recompute"]
+                note = f"{100 * same:.0f}% of tokens equal to recompute"
             lines.append(
-                f"| {row['impl']} | — | — | — | {row['status']}: "
-                f"{row.get('reason', '')} |"
+                [impl, batch, number(row["tokens_per_second"])]
+                + [times(ratio(ours, row["tokens_per_second"]))]
+                + [percent(row.get(field), 1), note]
             )
-            continue
-        speedup = ratio(
-            ours and ours["tokens_per_second"], row["tokens_per_second"]
+    return table(
+        ["generation", "batch", "tokens/s", "ours / this row"]
+        + [f"% of {peak} peak", "note"],
+        lines,
+    )
+
+
+def long_table(ours, theirs, names, memory_field):
+    """Time and peak memory of two ways at each length, and their ratios."""
+    ours = {r["seq_length"]: r for r in ours}
+    theirs = {r["seq_length"]: r for r in theirs}
+    kernels = any("kernel" in r for r in ours.values())
+
+    def cell(row, field, scale, digits):
+        value = _ok(row, field)
+        return (
+            row.get("status", "—")
+            if value is None
+            else number(value, digits, scale)
         )
-        note = ""
-        if "same_tokens_as_recompute" in row:
-            note = (
-                f"{100 * row['same_tokens_as_recompute']:.0f}% of tokens "
-                "equal to recompute"
-            )
+
+    lines = []
+    for seq in sorted(set(ours) | set(theirs)):
+        a, b = ours.get(seq, {}), theirs.get(seq, {})
         lines.append(
-            f"| {row['impl']} | {row['tokens_per_second']:,.0f} "
-            f"| {times(speedup)} "
-            f"| {100 * row['fraction_of_matmul_peak']:.1f} | {note} |"
+            [seq, times(ratio(_ok(b, "seconds"), _ok(a, "seconds")))]
+            + [times(ratio(_ok(a, memory_field), _ok(b, memory_field)))]
+            + [cell(a, "seconds", 1, 3), cell(b, "seconds", 1, 3)]
+            + [cell(a, memory_field, _GIB, 2), cell(b, memory_field, _GIB, 2)]
+            + ([a.get("kernel", "—")] if kernels else [])
         )
-    return "\n".join(lines)
+    first, second = names
+    return table(
+        ["seq", f"speed {first} / {second}", f"memory {first} / {second}"]
+        + [f"{first} s", f"{second} s"]
+        + [f"{first} peak GiB", f"{second} peak GiB"]
+        + ([f"{first} kernel"] if kernels else []),
+        lines,
+    )
 
 
-def long_table(rows):
-    index = _by(rows, "seq_length", "impl")
-    lines = [
-        (
-            "| seq | speed ours / keras | memory ours / keras | keras_mha s "
-            "| keras s | keras_mha peak RSS | keras peak RSS |"
-        ),
-        "|---|---|---|---|---|---|---|",
-    ]
-    for seq_length in sorted({row["seq_length"] for row in rows}):
-        ours, theirs = (
-            index[(seq_length, "keras_mha")],
-            index[(seq_length, "keras")],
-        )
-
-        def ok(row, field):
-            return row.get(field) if row["status"] == "ok" else None
-
-        def cell(row, field, scale, spec, unit):
-            value = ok(row, field)
-            if value is None:
-                return row["status"]
-            return f"{format(value / scale, spec)}{unit}"
-
-        speed = ratio(ok(theirs, "seconds"), ok(ours, "seconds"))
-        memory = ratio(ok(ours, "peak_rss_bytes"), ok(theirs, "peak_rss_bytes"))
-        lines.append(
-            f"| {seq_length} | {times(speed)} | {times(memory)} "
-            f"| {cell(ours, 'seconds', 1, '.2f', '')} "
-            f"| {cell(theirs, 'seconds', 1, '.2f', '')} "
-            f"| {cell(ours, 'peak_rss_bytes', _GIB, '.2f', ' GiB')} "
-            f"| {cell(theirs, 'peak_rss_bytes', _GIB, '.2f', ' GiB')} |"
-        )
-    return "\n".join(lines)
+def _long_cpu(rows):
+    by_impl = {i: [r for r in rows if r["impl"] == i] for i in IMPLS}
+    return long_table(
+        by_impl["keras_mha"], by_impl["keras"], IMPLS[::2], "peak_rss_bytes"
+    )
 
 
 TABLES = {
     "encoder": encoder_table,
     "generation": generation_table,
-    "long": long_table,
+    "long": _long_cpu,
 }
 
 
 def markdown(results):
-    """Every measured case's table, Markdown, with the absolute figures."""
-    parts = []
-    for case, rows in results["cases"].items():
-        parts.append(TABLES[case](rows))
-    return "\n\n".join(parts)
+    """Every measured case of a CPU run as a Markdown table."""
+    return "\n\n".join(
+        TABLES[case](rows) for case, rows in results["cases"].items()
+    )
 
 
 def targets(results):
@@ -163,53 +157,42 @@ def targets(results):
     def check(name, value, goal, unit="x"):
         met = value is not None and value >= goal
         checks.append(
-            {
-                "target": name,
-                "measured": value,
-                "goal": goal,
-                "unit": unit,
-                "met": met,
-            }
+            {"target": name, "measured": value, "goal": goal}
+            | {"unit": unit, "met": met}
         )
 
     if "encoder" in cases:
-        index = _encoder_index(cases["encoder"])
-        first = cases["encoder"][0]
-        shape = (first["batch"], first["seq_length"])
+        rows = cases["encoder"]
+        shape = (rows[0]["batch"], rows[0]["seq_length"])
         lowest = {}
-        for (backend, b, s, jit, mode, impl), row in index.items():
-            if impl != "keras_mha":
-                continue
-            speedup = (
-                row["tokens_per_second"]
-                / index[(backend, b, s, jit, mode, "keras_hub")][
-                    "tokens_per_second"
-                ]
+        for key, by in _group(rows, *_ENCODER_KEYS).items():
+            backend, b, s, jit, mode = key
+            speedup = ratio(
+                by["keras_mha"]["tokens_per_second"],
+                by["keras_hub"]["tokens_per_second"],
             )
             if (b, s) == shape and backend == "tensorflow":
-                check(
-                    f"encoder {mode} {b}x{s} jit={'on' if jit else 'off'} "
-                    "vs keras_hub",
-                    speedup,
-                    1.2,
-                )
+                jit = "on" if jit else "off"
+                name = f"encoder {mode} {b}x{s} jit={jit} vs keras_hub"
+                check(name, speedup, 1.2)
             if (b, s) == shape and (backend, mode) == ("jax", "train"):
-                check(
-                    f"encoder train {b}x{s} on jax vs keras_hub", speedup, 1.1
-                )
-            key = (backend, mode)
-            lowest[key] = min(lowest.get(key, speedup), speedup)
-        for (backend, mode), speedup in lowest.items():
-            check(
-                f"encoder {mode} on {backend} never slower than keras_hub "
-                "(lowest ratio, any shape)",
-                speedup,
-                1.0,
+                name = f"encoder train {b}x{s} on jax vs keras_hub"
+                check(name, speedup, 1.1)
+            lowest[backend, mode] = min(
+                lowest.get((backend, mode), speedup), speedup
             )
+        for (backend, mode), speedup in lowest.items():
+            name = (
+                f"encoder {mode} on {backend} never slower than keras_hub "
+                "(lowest ratio, any shape)"
+            )
+            check(name, speedup, 1.0)
     if "generation" in cases:
+        rows = cases["generation"]
         speed = {
-            row["impl"]: row.get("tokens_per_second")
-            for row in cases["generation"]
+            r["impl"]: r.get("tokens_per_second")
+            for r in rows
+            if r["batch"] == rows[0]["batch"]
         }
         check(
             "cached generation vs recompute",
@@ -224,10 +207,8 @@ def targets(results):
     if "long" in cases:
         rows = [r for r in cases["long"] if r["impl"] == "keras_mha"]
         longest = max(rows, key=lambda r: r["seq_length"])
-        peak = (
-            longest.get("peak_rss_bytes") if longest["status"] == "ok" else None
-        )
-        # Met when the peak is under the goal: compare headroom to 0.
+        peak = _ok(longest, "peak_rss_bytes")
+        # Met when the peak is under the goal.
         checks.append(
             {
                 "target": (
@@ -243,106 +224,232 @@ def targets(results):
 
 
 def targets_markdown(checks):
-    lines = ["| target | goal | measured | met |", "|---|---|---|---|"]
+    lines = []
     for c in checks:
-        measured = "—" if c["measured"] is None else f"{c['measured']:.2f}"
-        goal = (
-            f"≤ {c['goal']:.1f} GiB"
-            if c["unit"].startswith("GiB")
-            else f"≥ {c['goal']:.1f}x"
-        )
+        at_most = c["unit"].startswith("GiB")
+        goal = f"≤ {c['goal']:.1f} GiB" if at_most else f"≥ {c['goal']:.1f}x"
         lines.append(
-            f"| {c['target']} | {goal} | {measured} "
-            f"| {'yes' if c['met'] else 'no'} |"
+            [c["target"], goal, number(c["measured"], 2)]
+            + ["yes" if c["met"] else "no"]
         )
-    return "\n".join(lines)
+    return table(["target", "goal", "measured", "met"], lines)
+
+
+# The GPU check's results.
+
+
+def _part(results, name):
+    return results["parts"].get(name, {"status": "not run", "rows": []})
+
+
+def _rows(results, name):
+    return _part(results, name).get("rows", [])
+
+
+def gpu_markdown(results):
+    """The GPU check as Markdown: device, one table a part, statuses."""
+    device = _part(results, "device")
+    machine = device.get("machine", {})
+    peak = device.get("bf16_flops_per_second")
+    tests = []
+    for name in ("tests_jax", "tests_torch"):
+        part = _part(results, name)
+        counts = ("passed", "failed", "errors", "skipped")
+        tests.append(
+            [name[6:], part["status"]] + [part.get(k, "—") for k in counts]
+        )
+    translator = _part(results, "translator")
+    hub = []
+    for mode in ("train", "generate"):
+        by = {
+            r["impl"]: _ok(r, "tokens_per_second")
+            for r in _rows(results, "keras_hub")
+            if r.get("mode") == mode
+        }
+        ours, theirs = by.get("keras_mha"), by.get("keras_hub")
+        hub.append([mode, number(ours), number(theirs)])
+        hub[-1].append(times(ratio(ours, theirs)))
+    return "\n\n".join(
+        [
+            f"{results['date']}, `{results['command']}`, "
+            f"{results['seconds']} s of a {results['budget_s']:.0f} s budget.",
+            f"GPU: {machine.get('gpu') or 'none (CPU)'}; JAX "
+            f"{machine.get('jax')}, PyTorch {machine.get('torch')}, Keras "
+            f"{machine.get('keras')}, keras_hub {machine.get('keras_hub')}; "
+            f"TensorFlow importable: {device.get('tensorflow_importable')}; "
+            f"bf16 matmul {number(peak, 1, 1e12)} TFLOP/s "
+            f"({device.get('matmul_size')}^3, same run).",
+            table(
+                ["layer tests", "status", "passed", "failed", "errors"]
+                + ["skipped"],
+                tests,
+            ),
+            encoder_table(_rows(results, "encoder"), "bf16"),
+            long_table(
+                _rows(results, "long_fused"),
+                _rows(results, "long_explicit"),
+                ("fused", "explicit"),
+                "peak_memory_bytes",
+            ),
+            generation_table(_rows(results, "generation"), "bf16"),
+            table(
+                ["converted Llama", "keras_mha tok/s", "keras_hub tok/s"]
+                + ["ours / keras_hub"],
+                hub,
+            ),
+            table(
+                ["translator", "steady epoch s", "training tokens/s"]
+                + ["exact match", "BLEU"],
+                [
+                    [
+                        translator["status"],
+                        number(translator.get("steady_epoch_seconds"), 2),
+                        number(translator.get("training_tokens_per_second")),
+                        number(translator.get("exact_match"), 3),
+                        number(translator.get("bleu"), 3),
+                    ]
+                ],
+            ),
+            "\n".join(
+                f"- `{name}`: {part['status']}"
+                + (f": {part['reason']}" if part.get("reason") else "")
+                for name, part in results["parts"].items()
+            ),
+        ]
+    )
+
+
+# The plots: encoder ratios, generation tokens/s, long-sequence curves.
 
 
 def plot(results, path):
-    """One panel a case: speed ratios, generation speed, long-seq curves."""
+    """A CPU run's plot, one panel a case."""
+    cases = results["cases"]
+    panels = {
+        "encoder": lambda ax: _plot_encoder(ax, cases["encoder"]),
+        "generation": lambda ax: _plot_generation(ax, cases["generation"]),
+        "long": lambda ax: _plot_long(
+            ax,
+            {i: [r for r in cases["long"] if r["impl"] == i] for i in IMPLS},
+            "peak_rss_bytes",
+        ),
+    }
+    machine = results["machine"]
+    _save(
+        [panels[case] for case in cases],
+        f"keras_mha benchmarks, {results['date']}, "
+        f"{machine['cpu']} × {machine['cores']}",
+        path,
+    )
+
+
+def gpu_plot(results, path):
+    """The GPU check's plot: encoder, generation and long sequences."""
+    long_rows = {
+        name: _rows(results, f"long_{name}") for name in ("fused", "explicit")
+    }
+    smoke = " (smoke: numbers mean nothing)" if results["smoke"] else ""
+    _save(
+        [
+            lambda ax: _plot_encoder(ax, _rows(results, "encoder")),
+            lambda ax: _plot_generation(ax, _rows(results, "generation")),
+            lambda ax: _plot_long(ax, long_rows, "peak_memory_bytes"),
+        ],
+        f"GPU check {results['date']}{smoke}",
+        path,
+    )
+
+
+def _save(panels, title, path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cases = results["cases"]
     fig, axes = plt.subplots(
-        1, len(cases), figsize=(6 * len(cases), 4.5), squeeze=False
+        1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False
     )
-    for ax, (case, rows) in zip(axes[0], cases.items()):
-        if case == "encoder":
-            _plot_encoder(ax, rows)
-        elif case == "generation":
-            ok = [r for r in rows if r["status"] == "ok"]
-            ax.bar(
-                [r["impl"] for r in ok], [r["tokens_per_second"] for r in ok]
-            )
-            ax.set_yscale("log")
-            ax.set_ylabel("generated tokens/s (log)")
-            ax.set_title("generation")
-        else:
-            _plot_long(ax, rows)
-    fig.suptitle(
-        f"keras_mha benchmarks, {results['date']}, "
-        f"{results['machine']['cpu']} × {results['machine']['cores']}"
-    )
+    for ax, panel in zip(axes[0], panels):
+        panel(ax)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 def _plot_encoder(ax, rows):
-    index = _encoder_index(rows)
-    labels, hub, keras = [], [], []
-    for (backend, b, s, jit, mode, impl), row in index.items():
-        if impl != "keras_mha":
-            continue
+    labels, ratios = [], {peer: [] for peer in IMPLS[1:]}
+    for key, by in _group(rows, *_ENCODER_KEYS).items():
+        backend, b, s, jit, mode = key
         labels.append(
             f"{backend[:5]}\n{b}×{s}\n{mode}\njit {'on' if jit else 'off'}"
         )
-        for out, peer in ((hub, "keras_hub"), (keras, "keras")):
-            out.append(
-                row["tokens_per_second"]
-                / index[(backend, b, s, jit, mode, peer)]["tokens_per_second"]
-            )
+        ours = _ok(by.get("keras_mha", {}), "tokens_per_second")
+        for peer, out in ratios.items():
+            theirs = _ok(by.get(peer, {}), "tokens_per_second")
+            out.append(ratio(ours, theirs) or 0)
     positions = range(len(labels))
-    ax.bar([p - 0.2 for p in positions], hub, 0.4, label="ours / keras_hub")
-    ax.bar([p + 0.2 for p in positions], keras, 0.4, label="ours / keras")
+    for shift, (peer, values) in zip((-0.2, 0.2), ratios.items()):
+        ax.bar(
+            [p + shift for p in positions], values, 0.4, label=f"ours / {peer}"
+        )
     ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.axhline(1.2, color="gray", linestyle="--", linewidth=0.8)
     ax.set_xticks(list(positions), labels, fontsize=6)
-    ax.set_ylabel("speed ratio (tokens/s)")
+    ax.set_ylabel("speed ratio ours / peer (tokens/s)")
     ax.set_title("encoder block")
     ax.legend(fontsize=8)
 
 
-def _plot_long(ax, rows):
-    for impl, marker in (("keras_mha", "o"), ("keras", "s")):
-        ok = [r for r in rows if r["impl"] == impl and r["status"] == "ok"]
-        ax.plot(
-            [r["seq_length"] for r in ok],
-            [r["peak_rss_bytes"] / _GIB for r in ok],
-            marker=marker,
-            label=f"{impl} peak RSS",
+def _plot_generation(ax, rows):
+    """Grouped bars of tokens/s, one group a batch, one bar a way."""
+    groups = _group([r for r in rows if r["status"] == "ok"], "batch")
+    impls = list(dict.fromkeys(i for by in groups.values() for i in by))
+    width = 0.8 / max(len(impls), 1)
+    for i, impl in enumerate(impls):
+        ax.bar(
+            [g + i * width for g in range(len(groups))],
+            [
+                by.get(impl, {}).get("tokens_per_second", 0)
+                for by in groups.values()
+            ],
+            width,
+            label=impl,
         )
-        failed = [
-            r
-            for r in rows
-            if r["impl"] == impl and r["status"] not in ("ok", "skipped")
-        ]
-        for r in failed:
-            # At the bottom of the axes, where the curve stops.
-            ax.annotate(
-                f"{impl}: {r['status']}",
-                (r["seq_length"], 0.05),
-                xycoords=("data", "axes fraction"),
-                rotation=90,
-                fontsize=8,
-                ha="center",
-            )
-    ax.axhline(4.0, color="gray", linestyle="--", linewidth=0.8)
+    ax.set_xticks(
+        [g + 0.4 - width / 2 for g in range(len(groups))],
+        [f"batch {batch}" for (batch,) in groups],
+    )
+    ax.set_yscale("log")
+    ax.set_ylabel("generated tokens/s (log)")
+    ax.set_title("generation")
+    if impls:
+        ax.legend(fontsize=8)
+
+
+def _plot_long(ax, rows_by_name, memory_field):
+    """Time and peak memory against the length; where each way failed."""
+    for (name, rows), marker in zip(rows_by_name.items(), "os"):
+        ok = [r for r in rows if r["status"] == "ok"]
+        if ok:  # an empty line breaks a log axis
+            lengths = [r["seq_length"] for r in ok]
+            seconds = [r["seconds"] for r in ok]
+            ax.plot(lengths, seconds, f"{marker}-", label=f"{name} time (s)")
+            memory = [r[memory_field] / _GIB for r in ok]
+            ax.plot(lengths, memory, f"{marker}--", label=f"{name} peak GiB")
+        for r in rows:
+            if r["status"] not in ("ok", "skipped"):
+                # At the bottom of the axes, where the curve stops.
+                ax.annotate(
+                    f"{name}: {r['status']}",
+                    (r["seq_length"], 0.05),
+                    xycoords=("data", "axes fraction"),
+                    rotation=90,
+                    fontsize=8,
+                    ha="center",
+                )
     ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
     ax.set_xlabel("sequence length")
-    ax.set_ylabel("peak RSS (GiB)")
     ax.set_title("self-attention forward + backward")
-    ax.legend(fontsize=8)
+    if ax.lines:
+        ax.legend(fontsize=8)

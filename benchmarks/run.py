@@ -25,63 +25,12 @@ import sys
 import time
 
 from benchmarks import report
+from benchmarks.sizes import sizes
+from benchmarks.timing import comma_list
 from benchmarks.timing import log
 
 CASES = ("encoder", "generation", "long")
 BACKENDS = ("tensorflow", "jax", "torch")
-
-# The benchmark sizes. A full run takes about 15 minutes on 2 CPU cores.
-FULL = {
-    "rounds": 3,
-    "encoder": {
-        "shapes": ((32, 128), (8, 512)),
-        "width": 256,
-        "num_heads": 8,
-        "intermediate_dim": 1024,
-        "steps": {"train": 3, "predict": 5},
-    },
-    "generation": {
-        "cfg": {
-            "num_blocks": 4,
-            "width": 256,
-            "num_heads": 8,
-            "intermediate_dim": 1024,
-            "vocab": 1000,
-            "max_length": 32 + 256,
-        },
-        "batch": 1,
-        "prompt_length": 32,
-    },
-    "long": {
-        "seq_lengths": (1024, 2048, 4096, 8192, 16384),
-        "width": 256,
-        "num_heads": 8,
-    },
-}
-# The same code on tiny shapes: what the test suite runs.
-SMOKE = {
-    "rounds": 2,
-    "encoder": {
-        "shapes": ((2, 16),),
-        "width": 32,
-        "num_heads": 4,
-        "intermediate_dim": 64,
-        "steps": {"train": 1, "predict": 1},
-    },
-    "generation": {
-        "cfg": {
-            "num_blocks": 2,
-            "width": 32,
-            "num_heads": 4,
-            "intermediate_dim": 64,
-            "vocab": 50,
-            "max_length": 12,
-        },
-        "batch": 1,
-        "prompt_length": 4,
-    },
-    "long": {"seq_lengths": (64,), "width": 32, "num_heads": 4},
-}
 
 
 def parse_args(argv=None):
@@ -132,21 +81,8 @@ def parse_args(argv=None):
         help="long case: kill a child running longer",
     )
     args = parser.parse_args(argv)
-    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = sorted(set(cases) - set(CASES))
-    if unknown or not cases:
-        parser.error(
-            f"--cases expected some of {', '.join(CASES)}. "
-            f"Received: --cases={args.cases}"
-        )
-    args.cases = [c for c in CASES if c in cases]
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    if set(backends) - set(BACKENDS) or not backends:
-        parser.error(
-            f"--backends expected some of {', '.join(BACKENDS)}. "
-            f"Received: --backends={args.backends}"
-        )
-    args.backends = [b for b in BACKENDS if b in backends]
+    args.cases = comma_list(parser, "--cases", args.cases, CASES)
+    args.backends = comma_list(parser, "--backends", args.backends, BACKENDS)
     if args.results_dir is None:
         args.results_dir = (
             os.path.join("runs", "bench-smoke")
@@ -168,10 +104,10 @@ def run_cases(args):
 
     # Fixed weights: runs repeat, and cached and recomputed tokens compare.
     keras.utils.set_random_seed(0)
-    sizes = SMOKE if args.smoke else FULL
-    rounds = args.rounds or sizes["rounds"]
+    table = sizes("smoke" if args.smoke else "full")
+    rounds = args.rounds or table["rounds"]
     log("matmul throughput: measuring")
-    peak = matmul_flops_per_second(256 if args.smoke else 1024)
+    peak = matmul_flops_per_second(table["matmul_size"])
     log(f"  {peak / 1e9:.1f} GFLOP/s float32")
     results = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime(
@@ -192,7 +128,7 @@ def run_cases(args):
         # Other processes share the cores: the 1-minute load average
         # before and after says how much.
         "load_average_start": os.getloadavg()[0],
-        "sizes": {case: sizes[case] for case in args.cases},
+        "sizes": {case: table[case] for case in args.cases},
         "cases": {},
     }
     here = keras.backend.backend()
@@ -203,7 +139,7 @@ def run_cases(args):
             for backend in args.backends:
                 if backend == here:
                     rows += encoder.run(
-                        **sizes["encoder"], rounds=rounds, peak=peak
+                        **table["encoder"], rounds=rounds, peak=peak
                     )
                 else:
                     child = encoder_on_backend(backend, args)
@@ -213,12 +149,12 @@ def run_cases(args):
                     )
         elif case == "generation":
             rows = generation.run(
-                **sizes["generation"], rounds=rounds, peak=peak
+                **table["generation"], rounds=rounds, peak=peak
             )
         else:
             cap = (4.0 if args.smoke else args.memory_cap_gib) * 1024**3
             rows = long_sequence.run(
-                **sizes["long"],
+                **table["long"],
                 memory_cap=cap,
                 time_cap=args.time_cap_s,
                 peak=peak,
@@ -229,25 +165,23 @@ def run_cases(args):
 
 def encoder_on_backend(backend, args):
     """The encoder case on `backend`, in a child process; its results."""
-    import subprocess
     import tempfile
 
+    from benchmarks.child import Child
+
     with tempfile.TemporaryDirectory() as results_dir:
-        command = [sys.executable, "-m", "benchmarks.run", "--cases"]
-        command += ["encoder", "--backends", backend]
+        command = ["--cases", "encoder", "--backends", backend]
         command += ["--results-dir", results_dir]
         if args.smoke:
             command.append("--smoke")
         if args.rounds:
             command += ["--rounds", str(args.rounds)]
         log(f"encoder on {backend}: a child process")
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        subprocess.run(
-            command,
-            cwd=root,
-            env={**os.environ, "KERAS_BACKEND": backend},
-            check=True,
-        )
+        env = {"KERAS_BACKEND": backend}
+        child = Child("benchmarks.run", command, env=env).wait()
+        log(child["output"].rstrip())
+        if child["status"] != "ok":
+            raise RuntimeError(f"The encoder on {backend}: {child['reason']}")
         with open(os.path.join(results_dir, "latest.json")) as f:
             return json.load(f)
 

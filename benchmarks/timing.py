@@ -39,6 +39,26 @@ def fastest_of_interleaved(runners, rounds, label):
     return best
 
 
+def comma_list(parser, flag, text, allowed):
+    """The names of `allowed` that `text` (comma-separated) lists, in the
+    order of `allowed`; refuses, through `parser`, an unknown or no name."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if set(names) - set(allowed) or not names:
+        parser.error(
+            f"{flag} expected some of {', '.join(allowed)}. "
+            f"Received: {flag}={text}"
+        )
+    return [name for name in allowed if name in names]
+
+
+def step_runner(model, mode, x, y, steps):
+    """One round: `steps` steps of `model`, `"train"` (`train_on_batch`)
+    or `"predict"` (`predict_on_batch`)."""
+    if mode == "train":
+        return lambda: [model.train_on_batch(x, y) for _ in range(steps)]
+    return lambda: [model.predict_on_batch(x) for _ in range(steps)]
+
+
 def matmul_flops_per_second(size=1024, repeats=8, rounds=5, dtype="float32"):
     """The machine's matmul throughput (FLOP/s) on the Keras backend.
 

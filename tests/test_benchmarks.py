@@ -272,3 +272,31 @@ def test_catalog_comparison_trains_both_models_on_one_split():
     for _, _, translation in rows[0]["examples"]:
         assert translation == translation.lower()
         assert not set(translation) & set(",.:;!?()%'\"")
+
+
+# `timeit` of a loop that takes minutes: a child that outlives its limits.
+_BUSY = ("timeit", ["-n", "1000000000", "pass"])
+
+
+@pytest.mark.parametrize(
+    "module, args, limits, status, reason",
+    [
+        (*_BUSY, {"time_limit_s": 0.5}, "timed out", "over its 0 s"),
+        (*_BUSY, {"memory_limit_bytes": 1}, "memory cap", "over 0.0 GiB"),
+        ("benchmarks.absent", [], {}, "error", "exit 1: "),
+        ("json.tool", ["--help"], {"time_limit_s": 60}, "ok", None),
+    ],
+    ids=["time_limit", "memory_limit", "crash", "ok"],
+)
+def test_child_ends_with_the_status_of_its_limits(
+    module, args, limits, status, reason
+):
+    from benchmarks.child import Child
+
+    result = Child(module, args, **limits).wait()
+    assert result["status"] == status
+    assert result.get("reason", "").startswith(reason or "")
+    assert ("reason" in result) == (reason is not None)
+    assert result["seconds"] < 30
+    if status == "ok":
+        assert "json.tool" in result["output"]

@@ -18,7 +18,9 @@ import sys
 import keras
 import pytest
 
-from benchmarks import gpu
+from benchmarks import report
+from benchmarks.gpu import check
+from benchmarks.sizes import sizes
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "jax",
@@ -65,7 +67,8 @@ ROW_FIELDS = {
 }
 
 
-FAST_PARTS = [part for part in gpu.PARTS if part != "translator"]
+FAST_PARTS = [part for part in check.PARTS if part != "translator"]
+SMOKE = sizes("smoke")
 
 
 def _run(out, *args):
@@ -94,7 +97,7 @@ def smoke(tmp_path_factory):
 
 def test_every_part_ran_and_wrote_its_files(smoke):
     summary, results, out = smoke
-    assert results["schema"] == gpu.SCHEMA
+    assert results["schema"] == check.SCHEMA
     assert results["smoke"] is True
     assert list(results["parts"]) == FAST_PARTS
     assert summary["statuses"] == dict.fromkeys(FAST_PARTS, "ok")
@@ -102,7 +105,7 @@ def test_every_part_ran_and_wrote_its_files(smoke):
     for name in ("gpu_check.json", "gpu_check.png", "gpu_check.log"):
         assert os.path.getsize(out / name) > 0
     for part in results["parts"].values():
-        assert part["status"] in gpu.STATUSES
+        assert part["status"] in check.STATUSES
         assert 0 < part["seconds"] <= part["budget_s"] + 5
 
 
@@ -158,7 +161,7 @@ def test_encoder_compares_the_three_blocks_in_bfloat16(smoke):
 
 def test_long_sequences_run_both_paths_at_every_length(smoke):
     _, results, _ = smoke
-    lengths = list(gpu.SMOKE["long"]["seq_lengths"])
+    lengths = list(SMOKE["long"]["seq_lengths"])
     for name, flash in (("long_fused", None), ("long_explicit", False)):
         part = results["parts"][name]
         assert part["flash_attention"] is flash
@@ -169,13 +172,13 @@ def test_long_sequences_run_both_paths_at_every_length(smoke):
             assert row["kernel"].startswith("XLA")
 
 
-def test_generation_times_both_caches_at_both_batches(smoke):
+def test_generation_times_both_caches_at_every_batch(smoke):
     _, results, _ = smoke
     rows = results["parts"]["generation"]["rows"]
     assert {(r["impl"], r["batch"]) for r in rows} == {
         (impl, batch)
         for impl in ("keras_mha", "keras_hub")
-        for batch in gpu.SMOKE["generation"]["batches"]
+        for batch in SMOKE["generation"]["batches"]
     }
 
 
@@ -196,20 +199,18 @@ def test_translator_reports_epochs_tokens_and_held_out_scores(tmp_path):
     assert summary["statuses"] == {"translator": "ok"}
     part = results["parts"]["translator"]
     assert part["dtype_policy"] == "mixed_bfloat16"
-    assert len(part["epoch_seconds"]) == gpu.SMOKE["translator"]["epochs"]
+    assert len(part["epoch_seconds"]) == SMOKE["translator"]["epochs"]
     assert part["tokens_per_epoch"] > 0
     assert part["training_tokens_per_second"] == pytest.approx(
         part["tokens_per_epoch"] / part["steady_epoch_seconds"]
     )
     assert 0 <= part["exact_match"] <= 1
-    assert 0 <= part["bleu"] <= 1
+    assert 0 <= part["bleu"] <= 100  # sacrebleu's scale
 
 
 def test_markdown_has_a_table_per_part(smoke):
-    from benchmarks import gpu_report
-
     _, results, _ = smoke
-    text = gpu_report.markdown(results)
+    text = report.gpu_markdown(results)
     for header in (
         "| layer tests |",
         "| batch × seq |",
@@ -226,25 +227,25 @@ def test_a_part_past_its_time_is_recorded_and_the_next_still_runs(
 ):
     # The device part has 1 s (it imports Keras and JAX: longer), the
     # long-sequence part its usual share.
-    monkeypatch.setattr(gpu, "BUDGET_S", {**gpu.BUDGET_S, "device": 1})
-    args = gpu.parse_args(
+    monkeypatch.setattr(check, "BUDGET_S", {**check.BUDGET_S, "device": 1})
+    args = check.parse_args(
         ["--smoke", "--out", str(tmp_path), "--parts", "device,long_fused"]
     )
-    results = gpu.run_parts(args)
+    results = check.run_parts(args)
     assert results["parts"]["device"]["status"] == "timed out"
     # 1 s scaled to the smoke run's budget.
-    scale = gpu.SMOKE_BUDGET_S / gpu.TOTAL_BUDGET_S
+    scale = check.SMOKE_BUDGET_S / check.TOTAL_BUDGET_S
     assert results["parts"]["device"]["reason"] == f"over its {scale:.0f} s"
     assert results["parts"]["long_fused"]["status"] == "ok"
     assert "===== device" in (tmp_path / "gpu_check.log").read_text()
 
 
 def test_no_time_left_skips_the_remaining_parts(tmp_path):
-    args = gpu.parse_args(
+    args = check.parse_args(
         ["--smoke", "--out", str(tmp_path), "--parts", "device,encoder"]
     )
     args.budget_s = 4  # under the 5 s a part needs to start
-    results = gpu.run_parts(args)
+    results = check.run_parts(args)
     assert {p["status"] for p in results["parts"].values()} == {"skipped"}
 
 
@@ -255,7 +256,7 @@ def test_no_time_left_skips_the_remaining_parts(tmp_path):
 )
 def test_bad_arguments_are_refused(argv):
     with pytest.raises(SystemExit):
-        gpu.parse_args(argv)
+        check.parse_args(argv)
 
 
 def test_gpu_wheels_target_names_no_tensorflow():

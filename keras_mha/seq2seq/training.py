@@ -89,6 +89,7 @@ def fit_translator(
     steps_per_epoch=None,
     verbose=1,
     seed=0,
+    callbacks=None,
 ):
     """Fits `translator.model` with `model.fit`, checkpointing into
     `output_dir`.
@@ -97,7 +98,7 @@ def fit_translator(
     restored), a checkpoint of the best model (`translator.keras`, beside
     the tokenizers that `Translator.load` reads), `BackupAndRestore` (an
     interrupted run resumes from its last finished epoch) and TensorBoard
-    logs.
+    logs; then `callbacks`, if any.
 
     The loss is `SmoothedSparseCrossentropy(label_smoothing)`, padding
     ignored; the paper smooths with 0.1, which on the catalog corpus also
@@ -122,6 +123,9 @@ def fit_translator(
             through `train_pairs`. Defaults to `None`.
         verbose: int. `model.fit`'s verbosity. Defaults to `1`.
         seed: int. Seed of the per-epoch shuffle. Defaults to `0`.
+        callbacks: list of `keras.callbacks.Callback` or `None`. More
+            callbacks, run after the ones above (an epoch timer, say).
+            Defaults to `None`.
 
     Returns:
         The number of epochs run.
@@ -156,6 +160,7 @@ def fit_translator(
         ),
         keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
         keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")),
+        *(callbacks or []),
     ]
     history = model.fit(
         translator.dataset(
