@@ -94,6 +94,12 @@ def test_help_lists_the_documented_options(name):
     assert documented <= listed, documented - listed
 
 
+@pytest.mark.skipif(
+    not TENSORFLOW,
+    reason="minutes of compiles per bucket length on JAX and PyTorch; the "
+    "translator's training and decoding run on this backend in "
+    "tests/test_seq2seq_training.py and tests/test_seq2seq_decoding.py",
+)
 def test_translate_then_attention_heads(tmp_path):
     output_dir = str(tmp_path)
     summary, _ = run_example(
@@ -160,8 +166,7 @@ def test_translate_then_attention_heads(tmp_path):
 
 @pytest.mark.skipif(
     not TENSORFLOW,
-    reason="reading the catalogs and the CLI do not depend on the backend; "
-    "translate.py runs on this backend in test_translate_then_attention_heads",
+    reason="reading the catalogs and the CLI do not depend on the backend",
 )
 def test_translate_reads_a_pairs_file(tmp_path):
     pairs = tmp_path / "pairs.tsv"
