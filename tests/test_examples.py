@@ -164,6 +164,7 @@ def test_translate_then_attention_heads(tmp_path):
     assert '"birthday"' in open(summary["head_views"][0]).read()
 
 
+@pytest.mark.slow  # a minute or more: `make test-slow` runs it
 @pytest.mark.skipif(
     not TENSORFLOW,
     reason="reading the catalogs and the CLI do not depend on the backend",
@@ -192,6 +193,7 @@ def test_translate_reads_a_pairs_file(tmp_path):
     assert summary["epochs"] == 1
 
 
+@pytest.mark.slow  # a minute or more: `make test-slow` runs it
 @pytest.mark.skipif(
     not TENSORFLOW,
     reason="the demo serves a SavedModel export, which needs the TF backend",
