@@ -281,8 +281,9 @@ def long_child(impl, length, chunk):
     print(json.dumps({"seconds": seconds, "peak_rss_bytes": peak_rss_bytes()}))
 
 
-def long_part(length, chunk, timeout_s):
-    """Each impl's long forward pass in its own process."""
+def long_part(length, chunk, timeout_s, memory_gib=None):
+    """Each impl's long forward pass in its own process, stopped past
+    `timeout_s` or `memory_gib` GiB of resident memory."""
     import keras
 
     rows = []
@@ -298,7 +299,10 @@ def long_part(length, chunk, timeout_s):
         }
         log(f"long {impl} {length}: running")
         child = Child(
-            "benchmarks.keras_hub_models", args, time_limit_s=timeout_s
+            "benchmarks.keras_hub_models",
+            args,
+            time_limit_s=timeout_s,
+            memory_limit_bytes=memory_gib and int(memory_gib * 2**30),
         ).wait()
         if child["status"] != "ok":
             rows.append({**row, "status": child["status"]})
@@ -323,6 +327,7 @@ def main(argv=None):
     parser.add_argument("--long-length", type=int, default=16384)
     parser.add_argument("--long-chunk", type=int, default=1024)
     parser.add_argument("--long-timeout-s", type=float, default=300)
+    parser.add_argument("--long-memory-gib", type=float)
     parser.add_argument("--long-child", choices=IMPLS)
     parser.add_argument("--out")
     args = parser.parse_args(argv)
@@ -341,7 +346,10 @@ def main(argv=None):
         )
     if "long" in parts:
         rows += long_part(
-            args.long_length, args.long_chunk, args.long_timeout_s
+            args.long_length,
+            args.long_chunk,
+            args.long_timeout_s,
+            args.long_memory_gib,
         )
     summary = {
         "benchmark": "keras_hub_models",
