@@ -193,6 +193,10 @@ def _rms_norm(config):
     return {"kind": "rms_norm", "epsilon": config["layer_norm_epsilon"]}
 
 
+def _layer_norm(config):
+    return {"kind": "layer_norm", "epsilon": config["layer_norm_epsilon"]}
+
+
 def _refuse_llama3_rope(backbone):
     if backbone.get_config().get("rope_frequency_adjustment_factor"):
         return "Llama 3.1's rotary frequency adjustment"
@@ -489,10 +493,7 @@ _FAMILIES = (
         block_options=_gpt_neo_x_options,
         block_weights=_GPT_NEO_X_WEIGHTS,
         final_norm="layer_norm",
-        final_norm_options=lambda config: {
-            "kind": "layer_norm",
-            "epsilon": config["layer_norm_epsilon"],
-        },
+        final_norm_options=_layer_norm,
     ),
     Family(
         name="falcon",
@@ -503,10 +504,7 @@ _FAMILIES = (
         block_options=_falcon_options,
         block_weights=_FALCON_WEIGHTS,
         final_norm="final_layernorm",
-        final_norm_options=lambda config: {
-            "kind": "layer_norm",
-            "epsilon": config["layer_norm_epsilon"],
-        },
+        final_norm_options=_layer_norm,
         refuse=_refuse_falcon,
     ),
     # Pre-norm RMS-norm decoders with grouped heads, rotary positions and
